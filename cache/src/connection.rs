@@ -1,0 +1,314 @@
+//! [`Redis`]: one cheap-to-clone handle over a standalone server, a Sentinel-managed primary or a
+//! Cluster, so the stores never need to know which deployment is behind them.
+//!
+//! Why a handle and not a pool: every topology here is served by a *multiplexed* connection, which
+//! pipelines concurrent requests from many tasks over one socket. One socket per node is both faster
+//! (fewer syscalls per op under load) and kinder to the server than a pool. Cloning the handle clones
+//! an `Arc`, so each request handler, goose user or chaos client can own one.
+//!
+//! The handle implements [`redis::aio::ConnectionLike`], so `cmd.query_async(&mut handle)` and
+//! `Script::invoke_async(&mut handle)` work unchanged on every topology:
+//! - standalone: redis-rs's `ConnectionManager` (reconnects in the background, never retries a
+//!   command by itself — a failed write is reported to the caller, not replayed behind its back);
+//! - sentinel: our own [`crate::sentinel::SentinelPrimary`], because redis-rs resolves the primary once
+//!   and never follows a failover;
+//! - cluster: redis-rs's async cluster connection (MOVED/ASK handled there).
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{
+    Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    RedisFuture, TlsCertificates, Value,
+};
+
+use crate::error::{Error, Result};
+use crate::sentinel::SentinelPrimary;
+use crate::url::{Node, RedisUrl, Topology};
+
+/// How to connect, beyond what the URL says. Built once at the edge (CLI, config file), then passed in.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// TCP + TLS + AUTH handshake budget per node. Default 1 s (the URL's `connect_timeout` wins).
+    pub connect_timeout: Duration,
+    /// How long one command may wait for its reply. Default 1 s (the URL's `response_timeout` wins).
+    /// A command that times out is reported as indeterminate: it may have been applied.
+    pub response_timeout: Duration,
+    /// PEM bundle of CA certificates to trust for `rediss://` instead of the public web roots
+    /// (a private CA, as most Redis TLS deployments use).
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// Sentinel only: also subscribe to `+switch-master` on the sentinels, so the handle moves to the
+    /// new primary as soon as Sentinel announces it, not only when the old one fails a request.
+    pub watch_switch_master: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            tls_ca_pem: None,
+            watch_switch_master: true,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// The options with the URL's query settings applied on top.
+    pub fn merged_with(&self, url: &RedisUrl) -> ConnectOptions {
+        let mut o = self.clone();
+        if let Some(t) = url.options.connect_timeout {
+            o.connect_timeout = t;
+        }
+        if let Some(t) = url.options.response_timeout {
+            o.response_timeout = t;
+        }
+        o
+    }
+}
+
+/// A handle to the Redis deployment named by a `REDIS_URL`. Cheap to clone; all clones share the
+/// underlying connections.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Inner,
+    url: Arc<RedisUrl>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Standalone(ConnectionManager),
+    Sentinel(Arc<SentinelPrimary>),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.url.to_string())
+            .finish()
+    }
+}
+
+/// rustls needs a process-wide crypto provider when more than one is compiled in; we ship `ring`.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another part of the program installed one first, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Connection details for one data node, as redis-rs wants them.
+pub(crate) fn node_info(
+    url: &RedisUrl,
+    node: &Node,
+    db: i64,
+) -> redis::RedisResult<ConnectionInfo> {
+    let addr = if url.tls {
+        ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(node.host.clone(), node.port)
+    };
+    let mut redis = RedisConnectionInfo::default().set_db(db);
+    if let Some(user) = &url.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(pw) = &url.password {
+        redis = redis.set_password(pw.expose());
+    }
+    Ok(addr
+        .into_connection_info()?
+        .set_redis_settings(redis)
+        .set_tcp_settings(tcp_settings()))
+}
+
+/// TCP_NODELAY on: every store operation is one small request whose latency we care about.
+pub(crate) fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// A redis-rs client for one node, trusting `tls_ca_pem` if given.
+pub(crate) fn client_for(
+    info: ConnectionInfo,
+    opts: &ConnectOptions,
+) -> redis::RedisResult<Client> {
+    match (
+        &opts.tls_ca_pem,
+        matches!(info.addr(), ConnectionAddr::TcpTls { .. }),
+    ) {
+        (Some(ca), true) => Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        _ => Client::open(info),
+    }
+}
+
+impl Redis {
+    /// Connects to the deployment `url` names. Fails fast with [`Error::Unreachable`], [`Error::Auth`]
+    /// or [`Error::Tls`] if the first node cannot be used, so misconfiguration shows at start-up.
+    pub async fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Redis> {
+        install_crypto_provider();
+        let opts = opts.merged_with(url);
+        let inner = match &url.topology {
+            Topology::Standalone { node, db } => {
+                let target = node.to_string();
+                let client = node_info(url, node, *db)
+                    .and_then(|info| client_for(info, &opts))
+                    .map_err(|e| Error::connecting(&target, e))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.response_timeout))
+                    // Background reconnects keep trying; the first connect must not hang for long.
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|e| Error::connecting(&target, e))?;
+                Inner::Standalone(manager)
+            }
+            Topology::Sentinel { .. } => {
+                Inner::Sentinel(SentinelPrimary::connect(url.clone(), opts.clone()).await?)
+            }
+            Topology::Cluster { nodes } => {
+                let target = nodes
+                    .iter()
+                    .map(Node::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let infos = nodes
+                    .iter()
+                    .map(|n| node_info(url, n, 0))
+                    .collect::<redis::RedisResult<Vec<ConnectionInfo>>>()
+                    .map_err(|e| Error::connecting(&target, e))?;
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(opts.connect_timeout)
+                    .response_timeout(opts.response_timeout)
+                    .tcp_settings(tcp_settings())
+                    .retries(2);
+                if let Some(user) = &url.username {
+                    builder = builder.username(user);
+                }
+                if let Some(pw) = &url.password {
+                    builder = builder.password(pw.expose());
+                }
+                if url.tls {
+                    builder = builder.tls(redis::TlsMode::Secure);
+                    if let Some(ca) = &opts.tls_ca_pem {
+                        builder = builder.certs(TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(ca.clone()),
+                        });
+                    }
+                }
+                let client = builder.build().map_err(|e| Error::connecting(&target, e))?;
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| Error::connecting(&target, e))?;
+                Inner::Cluster(conn)
+            }
+        };
+        let redis = Redis {
+            inner,
+            url: Arc::new(url.clone()),
+        };
+        // ConnectionManager may come up before AUTH is proven on every path; one PING settles it.
+        redis.ping().await.map_err(|e| match e {
+            Error::Command { cause, .. } => Error::Unreachable {
+                target: url.to_string(),
+                cause,
+            },
+            Error::Auth { cause, .. } => Error::Auth {
+                target: url.to_string(),
+                cause,
+            },
+            other => other,
+        })?;
+        Ok(redis)
+    }
+
+    /// Parses `url` and connects with default options.
+    pub async fn open(url: &str) -> Result<Redis> {
+        Redis::connect(&RedisUrl::parse(url)?, &ConnectOptions::default()).await
+    }
+
+    /// The URL this handle was made from (its `Display` redacts the password).
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// `standalone`, `sentinel` or `cluster`.
+    pub fn kind(&self) -> &'static str {
+        self.url.topology.kind()
+    }
+
+    /// Round trip to the (current) primary.
+    pub async fn ping(&self) -> Result<()> {
+        let mut c = self.clone();
+        redis::cmd("PING").query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    /// Sentinel only: the address of the primary currently in use, if one is.
+    pub fn current_primary(&self) -> Option<Node> {
+        match &self.inner {
+            Inner::Sentinel(s) => s.current_primary(),
+            _ => None,
+        }
+    }
+
+    /// Sentinel only: how many times the handle has moved to a (re-)resolved primary.
+    pub fn primary_changes(&self) -> u64 {
+        match &self.inner {
+            Inner::Sentinel(s) => s.switches(),
+            _ => 0,
+        }
+    }
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.inner {
+            Inner::Standalone(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+            Inner::Sentinel(s) => {
+                let s = s.clone();
+                Box::pin(async move { s.request(cmd).await })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.inner {
+            Inner::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Sentinel(s) => {
+                let s = s.clone();
+                Box::pin(async move { s.request_pipeline(pipeline, offset, count).await })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        self.url.db()
+    }
+}
