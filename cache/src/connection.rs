@@ -271,7 +271,8 @@ impl Redis {
         }
     }
 
-    /// Sentinel only: how many times the handle has moved to a (re-)resolved primary.
+    /// Sentinel only: how many times the handle moved to another primary, counting the first (so 1
+    /// until a failover).
     pub fn primary_changes(&self) -> u64 {
         match &self.inner {
             Inner::Sentinel(s) => s.switches(),

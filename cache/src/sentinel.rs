@@ -53,6 +53,8 @@ pub(crate) struct SentinelPrimary {
 struct State {
     generation: u64,
     current: Option<(Node, MultiplexedConnection)>,
+    /// The last primary we used, kept across invalidations to count real moves.
+    last_node: Option<Node>,
     last_failure: Option<(Instant, String)>,
 }
 
@@ -120,6 +122,7 @@ impl SentinelPrimary {
             state: Mutex::new(State {
                 generation: 0,
                 current: None,
+                last_node: None,
                 last_failure: None,
             }),
             resolving: tokio::sync::Mutex::new(()),
@@ -207,7 +210,8 @@ impl SentinelPrimary {
         match self.find_primary().await {
             Ok((node, conn)) => {
                 let mut st = self.lock();
-                let moved = st.current.as_ref().map(|(n, _)| n != &node).unwrap_or(true);
+                let moved = st.last_node.as_ref() != Some(&node);
+                st.last_node = Some(node.clone());
                 st.generation += 1;
                 st.current = Some((node.clone(), conn));
                 st.last_failure = None;

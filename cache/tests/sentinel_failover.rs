@@ -1,0 +1,171 @@
+//! The Sentinel handle follows a failover: 1 primary + 1 replica + 3 sentinels as local processes,
+//! SIGKILL the primary while a writer runs, and check that writes come back within a bound, land on
+//! the promoted replica, and never reach the old primary once it is restarted (and demoted).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache::{KeySchema, SessionConfig, SessionStore};
+use localredis::{RedisServer, Sentinel, SentinelConfig, ServerConfig};
+use support::*;
+use tokio::sync::Mutex;
+
+const DOWN_AFTER_MS: u64 = 1000;
+
+#[derive(Debug, Clone)]
+struct Write {
+    at: Duration,
+    ok: bool,
+    primary_port: Option<u16>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_handle_follows_a_failover_and_never_writes_to_the_demoted_primary() {
+    if !have(&["redis-server", "redis-sentinel"]) {
+        return;
+    }
+    let password = "failover-pw";
+    let mut primary = RedisServer::start(ServerConfig::default().password(password)).unwrap();
+    let replica = RedisServer::start(
+        ServerConfig::default()
+            .password(password)
+            .replica_of("127.0.0.1", primary.port()),
+    )
+    .unwrap();
+    let sentinels: Vec<Sentinel> = (0..3)
+        .map(|_| {
+            let mut c = SentinelConfig::monitoring("mymaster", &primary);
+            c.quorum = 2;
+            c.down_after_ms = DOWN_AFTER_MS;
+            c.failover_timeout_ms = 3000;
+            Sentinel::start(c).unwrap()
+        })
+        .collect();
+    // Wait until every sentinel knows the replica (else there is nobody to promote).
+    poll_until(Duration::from_secs(20), || async {
+        sentinels.iter().all(|s| {
+            s.command(&["SENTINEL", "replicas", "mymaster"])
+                .ok()
+                .and_then(|r| r.as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false)
+        })
+    })
+    .await
+    .expect("sentinels never discovered the replica");
+
+    let hosts: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect();
+    let url = format!("redis://:{password}@{}/mymaster", hosts.join(","));
+    let redis = connect(&url).await;
+    assert_eq!(redis.current_primary().unwrap().port, primary.port());
+    let sessions = SessionStore::new(
+        redis.clone(),
+        KeySchema::default(),
+        SessionConfig::default(),
+    )
+    .unwrap();
+
+    // Writer: one session create every 10 ms, each outcome recorded with the primary in use.
+    let history = Arc::new(Mutex::new(Vec::<Write>::new()));
+    let start = Instant::now();
+    let writer = {
+        let (history, sessions, redis) = (history.clone(), sessions.clone(), redis.clone());
+        tokio::spawn(async move {
+            while start.elapsed() < Duration::from_secs(60) {
+                let ok = sessions.create(new_session("writer")).await.is_ok();
+                let w = Write {
+                    at: start.elapsed(),
+                    ok,
+                    primary_port: redis.current_primary().map(|n| n.port),
+                };
+                history.lock().await.push(w);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    poll_until(Duration::from_secs(5), || async {
+        history.lock().await.iter().filter(|w| w.ok).count() >= 20
+    })
+    .await
+    .expect("writer never got going");
+
+    let killed_at = start.elapsed();
+    primary.kill().unwrap();
+
+    // Writes must succeed again, on the replica, within down-after + election + promotion.
+    let bound = Duration::from_millis(DOWN_AFTER_MS) + Duration::from_secs(12);
+    let recovered = poll_until(bound, || async {
+        history
+            .lock()
+            .await
+            .iter()
+            .any(|w| w.at > killed_at && w.ok && w.primary_port == Some(replica.port()))
+    })
+    .await;
+    let first_ok_after = history
+        .lock()
+        .await
+        .iter()
+        .find(|w| w.at > killed_at && w.ok)
+        .map(|w| w.at - killed_at);
+    assert!(
+        recovered.is_some(),
+        "no successful write on the new primary within {bound:?}"
+    );
+    let gap = first_ok_after.unwrap();
+    println!(
+        "write gap after SIGKILL of the primary: {gap:?} (down-after-milliseconds {DOWN_AFTER_MS})"
+    );
+
+    // Bring the old primary back: it starts as a master with no data; Sentinel demotes it. The
+    // handle must not send it a single write, before or after the demotion.
+    primary.restart().unwrap();
+    let demoted = poll_until(Duration::from_secs(20), || async {
+        primary
+            .command(&["ROLE"])
+            .ok()
+            .and_then(|r| {
+                r.as_array()
+                    .and_then(|a| a.first().and_then(|x| x.as_str().map(|s| s == "slave")))
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(
+        demoted.is_some(),
+        "Sentinel never demoted the restarted old primary"
+    );
+    let writes_before = history.lock().await.len();
+    poll_until(Duration::from_secs(5), || async {
+        history.lock().await.len() >= writes_before + 50
+    })
+    .await
+    .expect("writer stalled after the demotion");
+    writer.abort();
+
+    let stats = commandstats(&primary);
+    assert_eq!(
+        stats.get("evalsha").copied().unwrap_or(0),
+        0,
+        "the handle wrote to the restarted old primary: {stats:?}"
+    );
+    let h = history.lock().await;
+    let after_recovery: Vec<&Write> = h.iter().filter(|w| w.at > killed_at + gap).collect();
+    assert!(
+        after_recovery
+            .iter()
+            .all(|w| w.primary_port != Some(primary.port())),
+        "a write after recovery went to the old primary"
+    );
+    let failed = h.iter().filter(|w| !w.ok).count();
+    println!(
+        "{} writes, {failed} failed during the failover, primary switches seen by the handle: {}",
+        h.len(),
+        redis.primary_changes()
+    );
+    assert_eq!(redis.current_primary().unwrap().port, replica.port());
+}
