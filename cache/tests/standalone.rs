@@ -285,7 +285,7 @@ async fn each_store_operation_is_one_round_trip() {
     for id in &ids {
         sessions.get(id).await.unwrap().unwrap();
     }
-    checks.push((before, commandstats(&server), "evalsha"));
+    checks.push((before, commandstats(&server), "getex"));
     let before = measure("session.update");
     s.data.insert("x".into(), serde_json::json!(1));
     for id in &ids {

@@ -1,0 +1,722 @@
+//! Model-checked stores: random sequences of session, token and rate-limit operations, run against
+//! the real stores on one real redis-server *and* against a small in-memory reference model. Every
+//! result must agree, and so must the key space the sequence leaves behind.
+//!
+//! How it works: proptest generates a `Vec<Op>`; each case gets a fresh key prefix
+//! (`KeySchema::new("model<n>")`), so cases share one server without seeing each other. Ops name
+//! sessions and tokens by small indices, so a sequence reuses, revokes and destroys the same things
+//! (which is where the bugs are). After the last op the key space is audited with `SCAN`: exactly
+//! the keys the model expects exist, and each one's `PTTL` is within its bound.
+//!
+//! TTL timing: every TTL in the property test is at least an hour (idle 1 h, absolute 2 h, tokens
+//! expire 1-2 h out, limiter windows 1 h), and a case runs for well under a second (asserted: < 30
+//! s), so the model treats nothing as expiring. The tolerance is stated where it is used: a key's
+//! `PTTL` may be lower than its configured TTL by the case's elapsed time plus 1 s. Expiry itself is
+//! checked against the model separately, with short TTLs, in `expiry_agrees_with_the_model`.
+//!
+//! On failure proptest shrinks the sequence and the test prints the minimal one as Rust
+//! (`vec![CreateSession { user: 0, data: 1 }, ...]`, the `Debug` of `Vec<Op>`): paste it into
+//! [`replay_ops`] and run `cargo test -p cache --test model replay -- --ignored --nocapture`.
+//!
+//! Runs 64 cases by default (~1-2 s); `PROPTEST_CASES=5000 cargo test -p cache --test model` runs more.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cache::ratelimit::Decision;
+use cache::token::token_hash;
+use cache::{
+    Algorithm, Claims, Error, FailureMode, IpPolicy, KeySchema, NewSession, PutOutcome,
+    RateLimiter, Redis, Rule, Session, SessionConfig, SessionId, SessionStore, TokenCache,
+    TokenStatus,
+};
+use localredis::resp::Reply;
+use localredis::{RedisServer, ServerConfig};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use support::*;
+
+const USERS: [&str; 3] = ["alice", "bob", "carol"];
+/// Tokens, some hostile-looking: only their SHA-256 may reach a key.
+const TOKENS: [&str; 4] = ["tok-a", "tok-b", "eyJhbGciOi.c2lnbmVk.sig", "tok\r\n*:d"];
+/// (client IP as sent, bucket): several spellings of one address share one bucket.
+const IPS: [(&str, usize); 6] = [
+    ("10.0.0.1", 0),
+    ("::ffff:10.0.0.1", 0),
+    ("2001:db8::1", 1),
+    ("2001:DB8:0:0:0:0:0:1", 1),
+    ("[2001:db8::1]", 1),
+    ("192.0.2.9", 2),
+];
+/// Canonical text of each bucket, as it appears in the key.
+const BUCKETS: [&str; 3] = ["10.0.0.1", "2001:db8::1", "192.0.2.9"];
+/// Endpoints: one per algorithm, and one the limiter has no rule for.
+const ENDPOINTS: [&str; 4] = ["fixed", "sliding", "gcra", "unknown"];
+const LIMIT: u32 = 3;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// One operation. Indices are taken modulo the number of things they can name, so every
+/// generated value is meaningful and shrinking towards 0 keeps it so.
+#[derive(Clone, Debug)]
+enum Op {
+    CreateSession {
+        user: usize,
+        data: u8,
+    },
+    /// `session` indexes the sessions created so far in this case (an unknown id if none).
+    GetSession {
+        session: usize,
+    },
+    GetUnknownSession,
+    UpdateSession {
+        session: usize,
+        data: u8,
+    },
+    DestroySession {
+        session: usize,
+    },
+    DestroyAll {
+        user: usize,
+    },
+    /// `claims` 0-2 are valid for 1-2 h, 3 expired a minute ago.
+    PutToken {
+        token: usize,
+        claims: usize,
+    },
+    /// `lookup` distinguishes revoked from unknown; `get` only returns valid claims.
+    GetToken {
+        token: usize,
+        lookup: bool,
+    },
+    RevokeToken {
+        token: usize,
+        with_exp: bool,
+    },
+    Check {
+        ip: usize,
+        endpoint: usize,
+    },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    use Op::*;
+    prop_oneof![
+        3 => (0..USERS.len(), any::<u8>()).prop_map(|(user, data)| CreateSession { user, data }),
+        3 => (0..8usize).prop_map(|session| GetSession { session }),
+        1 => Just(GetUnknownSession),
+        2 => (0..8usize, any::<u8>()).prop_map(|(session, data)| UpdateSession { session, data }),
+        2 => (0..8usize).prop_map(|session| DestroySession { session }),
+        1 => (0..USERS.len()).prop_map(|user| DestroyAll { user }),
+        3 => (0..TOKENS.len(), 0..4usize).prop_map(|(token, claims)| PutToken { token, claims }),
+        3 => (0..TOKENS.len(), any::<bool>()).prop_map(|(token, lookup)| GetToken { token, lookup }),
+        2 => (0..TOKENS.len(), any::<bool>())
+            .prop_map(|(token, with_exp)| RevokeToken { token, with_exp }),
+        4 => (0..IPS.len(), 0..ENDPOINTS.len()).prop_map(|(ip, endpoint)| Check { ip, endpoint }),
+    ]
+}
+
+/// Paste a shrunk sequence here to replay it (see the module docs).
+fn replay_ops() -> Vec<Op> {
+    #[allow(unused_imports)]
+    use Op::*;
+    vec![]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference model: plain maps, no time.
+
+struct ModelSession {
+    id: SessionId,
+    user: usize,
+    alive: bool,
+    /// What a `get` must return. `last_seen_ms` is set by the store's clock at update time; the
+    /// model knows it only within `last_seen` bounds and adopts the store's value once checked.
+    value: Session,
+    last_seen: (u64, u64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum TokenState {
+    Cached(Claims),
+    Revoked,
+}
+
+#[derive(Default)]
+struct Model {
+    sessions: Vec<ModelSession>,
+    /// Sessions each user's index lists (since its last "log out everywhere"); the index key
+    /// exists while the user is in this map.
+    index: BTreeMap<usize, BTreeSet<usize>>,
+    tokens: BTreeMap<usize, TokenState>,
+    /// (bucket, endpoint) → checks counted (fixed window: every check; others: admitted ones).
+    counts: BTreeMap<(usize, usize), u32>,
+    /// Longest token TTL the model granted, for the TTL audit.
+    max_token_exp_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn data(n: u8, updated: bool) -> BTreeMap<String, serde_json::Value> {
+    let mut d = BTreeMap::new();
+    d.insert("n".to_string(), serde_json::json!(n));
+    d.insert("authenticated".to_string(), serde_json::json!(true));
+    if updated {
+        d.insert("mfa".to_string(), serde_json::json!("passed"));
+    }
+    d
+}
+
+fn claims_variant(i: usize) -> Claims {
+    let now_s = now_ms() / 1000;
+    let (user, scope, exp) = match i % 4 {
+        0 => ("alice", "openid", now_s + 3600),
+        1 => ("bob", "openid profile", now_s + 7200),
+        2 => ("carol", "openid email offline_access", now_s + 5400),
+        _ => ("mallory", "openid", now_s - 60),
+    };
+    Claims {
+        user_id: user.into(),
+        client_id: "web".into(),
+        scope: scope.into(),
+        exp,
+    }
+}
+
+/// The stores of one case, under their own prefix.
+struct Stores {
+    prefix: String,
+    sessions: SessionStore,
+    /// Same server, another prefix: a source of well-formed ids that do not exist in `sessions`.
+    elsewhere: SessionStore,
+    tokens: TokenCache,
+    limiter: RateLimiter,
+}
+
+fn session_config() -> SessionConfig {
+    SessionConfig {
+        idle_timeout: HOUR,
+        absolute_lifetime: 2 * HOUR,
+        ..Default::default()
+    }
+}
+
+fn stores(redis: &Redis, prefix: String) -> Stores {
+    let keys = KeySchema::new(&prefix).unwrap();
+    let rule = |algorithm| Rule {
+        limit: LIMIT,
+        window: HOUR,
+        algorithm,
+    };
+    let rules = [
+        ("fixed".to_string(), rule(Algorithm::FixedWindow)),
+        ("sliding".to_string(), rule(Algorithm::SlidingWindow)),
+        ("gcra".to_string(), rule(Algorithm::Gcra)),
+    ];
+    Stores {
+        sessions: SessionStore::new(redis.clone(), keys.clone(), session_config()).unwrap(),
+        elsewhere: SessionStore::new(
+            redis.clone(),
+            KeySchema::new(&format!("{prefix}-elsewhere")).unwrap(),
+            session_config(),
+        )
+        .unwrap(),
+        tokens: TokenCache::new(redis.clone(), keys.clone()),
+        limiter: RateLimiter::new(
+            redis.clone(),
+            keys,
+            rules.into_iter().collect(),
+            FailureMode::Closed,
+            IpPolicy::default(),
+        )
+        .unwrap(),
+        prefix,
+    }
+}
+
+macro_rules! agree {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(TestCaseError::fail(format!($($fmt)+)));
+        }
+    };
+}
+
+/// A session's fields as the model predicts them, `last_seen_ms` aside (checked by bounds).
+fn same_session(real: &Session, model: &Session) -> bool {
+    let mut real = real.clone();
+    real.last_seen_ms = model.last_seen_ms;
+    &real == model
+}
+
+impl Model {
+    /// The session an index names, if any exists in the model.
+    fn pick(&self, i: usize) -> Option<usize> {
+        (!self.sessions.is_empty()).then(|| i % self.sessions.len())
+    }
+
+    fn check_get(&mut self, slot: usize, real: Option<Session>) -> Result<(), TestCaseError> {
+        let s = &mut self.sessions[slot];
+        match (s.alive, real) {
+            (false, None) => Ok(()),
+            (false, Some(_)) => Err(TestCaseError::fail(format!(
+                "session #{slot} was destroyed but get returned it"
+            ))),
+            (true, None) => Err(TestCaseError::fail(format!(
+                "session #{slot} is alive in the model but get returned None"
+            ))),
+            (true, Some(real)) => {
+                agree!(
+                    same_session(&real, &s.value),
+                    "session #{slot}: get returned {real:?}, model has {:?}",
+                    s.value
+                );
+                let (lo, hi) = s.last_seen;
+                agree!(
+                    (lo..=hi).contains(&real.last_seen_ms),
+                    "session #{slot}: last_seen_ms {} outside [{lo}, {hi}]",
+                    real.last_seen_ms
+                );
+                s.value.last_seen_ms = real.last_seen_ms;
+                s.last_seen = (real.last_seen_ms, real.last_seen_ms);
+                Ok(())
+            }
+        }
+    }
+
+    fn expect_decision(
+        &mut self,
+        bucket: usize,
+        endpoint: usize,
+        d: &Decision,
+    ) -> Result<(), TestCaseError> {
+        let count = self.counts.entry((bucket, endpoint)).or_insert(0);
+        let (allowed, remaining) = if ENDPOINTS[endpoint] == "fixed" {
+            // The counter counts every request, refused ones too.
+            *count += 1;
+            (*count <= LIMIT, LIMIT.saturating_sub(*count))
+        } else if *count < LIMIT {
+            // Sliding window and GCRA count admitted requests only; over a 1 h window nothing
+            // replenishes within a case.
+            *count += 1;
+            (true, LIMIT - *count)
+        } else {
+            (false, 0)
+        };
+        agree!(
+            d.allowed == allowed
+                && d.remaining == remaining
+                && d.limit == LIMIT
+                && d.degraded.is_none()
+                && d.retry_after.is_some() == !allowed,
+            "{} check #{count} from bucket {bucket}: got {d:?}, model says allowed={allowed} remaining={remaining}",
+            ENDPOINTS[endpoint]
+        );
+        Ok(())
+    }
+}
+
+/// A well-formed id that was never created under this prefix: not found, not destroyable.
+async fn unknown_session(s: &Stores) -> Result<(), TestCaseError> {
+    let fail = |what: &str, e: Error| TestCaseError::fail(format!("{what} failed: {e}"));
+    let elsewhere = NewSession {
+        user_id: "elsewhere".into(),
+        ..Default::default()
+    };
+    let (id, _) = s
+        .elsewhere
+        .create(elsewhere)
+        .await
+        .map_err(|e| fail("create elsewhere", e))?;
+    let real = s.sessions.get(&id).await.map_err(|e| fail("get", e))?;
+    agree!(
+        real.is_none(),
+        "get of a never-created id returned {real:?}"
+    );
+    let destroyed = s
+        .sessions
+        .destroy(&id)
+        .await
+        .map_err(|e| fail("destroy", e))?;
+    agree!(!destroyed, "destroy of a never-created id returned true");
+    Ok(())
+}
+
+async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> {
+    let fail = |what: &str, e: Error| TestCaseError::fail(format!("{what} failed: {e}"));
+    match *op {
+        Op::CreateSession { user, data: n } => {
+            let before = now_ms();
+            let new = NewSession {
+                user_id: USERS[user].into(),
+                client_ip: Some("203.0.113.7".into()),
+                user_agent: Some("model".into()),
+                data: data(n, false),
+            };
+            let (id, value) = s
+                .sessions
+                .create(new)
+                .await
+                .map_err(|e| fail("create", e))?;
+            let after = now_ms();
+            agree!(
+                value.user_id == USERS[user]
+                    && value.data == data(n, false)
+                    && (before..=after).contains(&value.created_ms)
+                    && value.last_seen_ms == value.created_ms
+                    && value.absolute_expires_ms == value.created_ms + 2 * 3_600_000,
+                "create returned {value:?}"
+            );
+            let slot = m.sessions.len();
+            let last_seen = (value.last_seen_ms, value.last_seen_ms);
+            m.sessions.push(ModelSession {
+                id,
+                user,
+                alive: true,
+                value,
+                last_seen,
+            });
+            m.index.entry(user).or_default().insert(slot);
+        }
+        Op::GetSession { session } => match m.pick(session) {
+            Some(slot) => {
+                let real = s.sessions.get(&m.sessions[slot].id).await;
+                m.check_get(slot, real.map_err(|e| fail("get", e))?)?;
+            }
+            None => unknown_session(s).await?,
+        },
+        Op::GetUnknownSession => unknown_session(s).await?,
+        Op::UpdateSession { session, data: n } => {
+            let Some(slot) = m.pick(session) else {
+                return Ok(());
+            };
+            let ms = &mut m.sessions[slot];
+            let mut value = ms.value.clone();
+            value.data = data(n, true);
+            let before = now_ms();
+            let real = s.sessions.update(&ms.id, &value).await;
+            let after = now_ms();
+            match (ms.alive, real) {
+                (true, Ok(())) => {
+                    ms.value = value;
+                    ms.last_seen = (before, after);
+                }
+                (false, Err(Error::NotFound(_))) => {}
+                (alive, real) => {
+                    return Err(TestCaseError::fail(format!(
+                        "update of session #{slot} (alive in model: {alive}) returned {real:?}"
+                    )));
+                }
+            }
+        }
+        Op::DestroySession { session } => {
+            let Some(slot) = m.pick(session) else {
+                return Ok(());
+            };
+            let real = s
+                .sessions
+                .destroy(&m.sessions[slot].id)
+                .await
+                .map_err(|e| fail("destroy", e))?;
+            let ms = &mut m.sessions[slot];
+            agree!(
+                real == ms.alive,
+                "destroy of session #{slot} returned {real}, model alive={}",
+                ms.alive
+            );
+            ms.alive = false;
+        }
+        Op::DestroyAll { user } => {
+            let real = s
+                .sessions
+                .destroy_all_for_user(USERS[user])
+                .await
+                .map_err(|e| fail("destroy_all_for_user", e))?;
+            let listed = m.index.remove(&user).unwrap_or_default();
+            let mut expected = 0;
+            for slot in listed {
+                if std::mem::replace(&mut m.sessions[slot].alive, false) {
+                    expected += 1;
+                }
+            }
+            agree!(
+                real == expected,
+                "destroy_all_for_user({}) returned {real}, model says {expected}",
+                USERS[user]
+            );
+            // Other users' sessions are untouched: checked by later gets and by the key audit.
+        }
+        Op::PutToken { token, claims } => {
+            let c = claims_variant(claims);
+            let real = s.tokens.put(TOKENS[token], &c).await;
+            let expired = c.exp * 1000 <= now_ms();
+            let state = m.tokens.get(&token).cloned();
+            match (expired, &state, real) {
+                (
+                    true,
+                    _,
+                    Err(Error::Invalid {
+                        field: "claims.exp",
+                        ..
+                    }),
+                ) => {}
+                (false, None, Ok(PutOutcome::Stored)) => {
+                    m.max_token_exp_ms = m.max_token_exp_ms.max(c.exp * 1000);
+                    m.tokens.insert(token, TokenState::Cached(c));
+                }
+                (false, Some(TokenState::Cached(_)), Ok(PutOutcome::AlreadyCached)) => {}
+                (false, Some(TokenState::Revoked), Ok(PutOutcome::Revoked)) => {}
+                (_, state, real) => {
+                    return Err(TestCaseError::fail(format!(
+                        "put token #{token} (expired: {expired}, model: {state:?}) returned {real:?}"
+                    )));
+                }
+            }
+        }
+        Op::GetToken { token, lookup } => {
+            let state = m.tokens.get(&token);
+            if lookup {
+                let real = s
+                    .tokens
+                    .lookup(TOKENS[token])
+                    .await
+                    .map_err(|e| fail("lookup", e))?;
+                let expected = match state {
+                    None => TokenStatus::Unknown,
+                    Some(TokenState::Revoked) => TokenStatus::Revoked,
+                    Some(TokenState::Cached(c)) => TokenStatus::Valid(c.clone()),
+                };
+                agree!(
+                    real == expected,
+                    "lookup token #{token}: got {real:?}, model {expected:?}"
+                );
+            } else {
+                let real = s
+                    .tokens
+                    .get(TOKENS[token])
+                    .await
+                    .map_err(|e| fail("get", e))?;
+                let expected = match state {
+                    Some(TokenState::Cached(c)) => Some(c.clone()),
+                    _ => None,
+                };
+                agree!(
+                    real == expected,
+                    "get token #{token}: got {real:?}, model {expected:?}"
+                );
+            }
+        }
+        Op::RevokeToken { token, with_exp } => {
+            let exp = with_exp.then(|| now_ms() / 1000 + 3600);
+            let real = s
+                .tokens
+                .revoke(TOKENS[token], exp)
+                .await
+                .map_err(|e| fail("revoke", e))?;
+            let was_cached = matches!(m.tokens.get(&token), Some(TokenState::Cached(_)));
+            agree!(
+                real == was_cached,
+                "revoke token #{token} returned {real}, model says cached={was_cached}"
+            );
+            m.tokens.insert(token, TokenState::Revoked);
+        }
+        Op::Check { ip, endpoint } => {
+            let (ip_text, bucket) = IPS[ip];
+            let real = s.limiter.check(ip_text, ENDPOINTS[endpoint]).await;
+            if ENDPOINTS[endpoint] == "unknown" {
+                agree!(
+                    matches!(
+                        real,
+                        Err(Error::Invalid {
+                            field: "endpoint",
+                            ..
+                        })
+                    ),
+                    "check of an unknown endpoint returned {real:?}"
+                );
+            } else {
+                let d = real.map_err(|e| fail("check", e))?;
+                m.expect_decision(bucket, endpoint, &d)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every key under the prefix, with its PTTL, read with SCAN (never KEYS).
+fn key_space(server: &RedisServer, prefix: &str) -> BTreeMap<String, i64> {
+    let mut conn = server.connect().expect("connect for SCAN");
+    let mut cursor = "0".to_string();
+    let mut keys = BTreeMap::new();
+    loop {
+        let pattern = format!("{prefix}:*");
+        let reply = conn
+            .command(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"])
+            .expect("SCAN");
+        let parts = reply.as_array().expect("SCAN reply");
+        cursor = parts[0].as_str().expect("cursor").to_string();
+        for key in parts[1].as_array().expect("keys") {
+            let key = key.as_str().expect("key").to_string();
+            let Reply::Integer(ttl) = conn.command(&["PTTL", &key]).expect("PTTL") else {
+                panic!("PTTL reply");
+            };
+            keys.insert(key, ttl);
+        }
+        if cursor == "0" {
+            return keys;
+        }
+    }
+}
+
+/// The keys the model expects, each with its PTTL bounds in ms (inclusive).
+fn expected_keys(m: &Model, prefix: &str, elapsed_ms: i64) -> BTreeMap<String, (i64, i64)> {
+    // Tolerance: a key may have lost the case's elapsed time plus 1 s from its configured TTL.
+    let slack = elapsed_ms + 1000;
+    let hour = 3_600_000i64;
+    let mut keys = BTreeMap::new();
+    for s in m.sessions.iter().filter(|s| s.alive) {
+        let key = format!("{prefix}:session:{}", s.id.expose());
+        keys.insert(key, (hour - slack, hour));
+    }
+    for user in m.index.keys() {
+        let key = format!("{prefix}:user-sessions:{}", USERS[*user]);
+        keys.insert(key, (2 * hour - slack, 2 * hour));
+    }
+    let token_max = (m.max_token_exp_ms as i64 - now_ms() as i64).max(0) + 1000;
+    for (token, state) in &m.tokens {
+        let key = format!("{prefix}:token:{}", token_hash(TOKENS[*token]));
+        let bounds = match state {
+            TokenState::Cached(_) => (1, token_max),
+            // Tombstones live at least as long as the token could: 1 h (exp given) to 24 h.
+            TokenState::Revoked => (hour - slack, 24 * hour),
+        };
+        keys.insert(key, bounds);
+    }
+    for (bucket, endpoint) in m.counts.keys() {
+        let key = format!(
+            "{prefix}:ratelimit:{}:{}",
+            BUCKETS[*bucket], ENDPOINTS[*endpoint]
+        );
+        // Sliding-window hashes live up to two windows; the others up to one.
+        keys.insert(key, (1, 2 * hour));
+    }
+    keys
+}
+
+fn audit(
+    m: &Model,
+    server: &RedisServer,
+    prefix: &str,
+    elapsed: Duration,
+) -> Result<(), TestCaseError> {
+    let real = key_space(server, prefix);
+    let expected = expected_keys(m, prefix, elapsed.as_millis() as i64);
+    let real_names: BTreeSet<&String> = real.keys().collect();
+    let expected_names: BTreeSet<&String> = expected.keys().collect();
+    agree!(
+        real_names == expected_names,
+        "key space differs: only in Redis {:?}, only in the model {:?}",
+        real_names.difference(&expected_names).collect::<Vec<_>>(),
+        expected_names.difference(&real_names).collect::<Vec<_>>()
+    );
+    for (key, (lo, hi)) in &expected {
+        let ttl = real[key];
+        agree!(
+            (*lo..=*hi).contains(&ttl),
+            "PTTL of {key} is {ttl} ms, expected {lo}..={hi} (-1 means no TTL)"
+        );
+    }
+    Ok(())
+}
+
+static CASE: AtomicU32 = AtomicU32::new(0);
+
+async fn run_case(server: &RedisServer, redis: &Redis, ops: &[Op]) -> Result<(), TestCaseError> {
+    let prefix = format!("model{}", CASE.fetch_add(1, Ordering::Relaxed));
+    let s = stores(redis, prefix);
+    let mut m = Model::default();
+    let start = Instant::now();
+    for (i, op) in ops.iter().enumerate() {
+        apply(op, &mut m, &s)
+            .await
+            .map_err(|e| TestCaseError::fail(format!("op #{i} {op:?}: {e}")))?;
+    }
+    let elapsed = start.elapsed();
+    agree!(
+        elapsed < Duration::from_secs(30),
+        "case took {elapsed:?}: the 1 h TTL tolerance assumes short cases"
+    );
+    audit(&m, server, &s.prefix, elapsed)
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+#[test]
+fn stores_agree_with_the_model() {
+    if !have(&["redis-server"]) {
+        return;
+    }
+    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = rt.block_on(connect(&server.url()));
+    let config = Config {
+        cases: cases(),
+        // Shrunk cases are printed below; no regression files are written into the source tree.
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = proptest::collection::vec(op_strategy(), 1..48);
+    let started = Instant::now();
+    let result = runner.run(&strategy, |ops| {
+        rt.block_on(run_case(&server, &redis, &ops))
+    });
+    match result {
+        Ok(()) => println!(
+            "model agreed with Redis on {} random sequences in {:?}",
+            cases(),
+            started.elapsed()
+        ),
+        Err(TestError::Fail(reason, ops)) => panic!(
+            "the stores and the model disagree: {reason}\n\
+             minimal sequence (paste into replay_ops() in cache/tests/model.rs):\n\
+             vec!{ops:#?}"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Re-runs the sequence in [`replay_ops`].
+#[test]
+#[ignore = "replays a pasted sequence: cargo test -p cache --test model replay -- --ignored"]
+fn replay() {
+    if !have(&["redis-server"]) {
+        return;
+    }
+    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = rt.block_on(connect(&server.url()));
+    let ops = replay_ops();
+    println!("replaying {} ops", ops.len());
+    if let Err(e) = rt.block_on(run_case(&server, &redis, &ops)) {
+        panic!("{e}");
+    }
+}
