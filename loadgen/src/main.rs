@@ -1,1 +1,5 @@
-fn main() {}
+//! `loadgen` binary: see the library docs (`loadgen::cli` for the command line).
+
+fn main() {
+    std::process::exit(loadgen::cli::main());
+}

@@ -1,0 +1,220 @@
+//! The Redis under test: the deployment `--redis-url` / `REDIS_URL` names, or — when there is
+//! none — a throwaway `redis-server` that loadgen starts on a free loopback port with the
+//! scenario's `maxmemory`, policy and persistence, and removes when it exits.
+//!
+//! The throwaway server comes from `localredis`: its process is killed when the handle drops and,
+//! on Linux, when loadgen itself dies (`PR_SET_PDEATHSIG`), in its own process group so a Ctrl-C
+//! in the terminal reaches loadgen, which then shuts down in order, not Redis.
+//!
+//! Connecting fails fast and is sorted by what the operator must fix (exit 3): nothing listening,
+//! wrong password, TLS. A hard 5 s bound covers addresses that swallow packets.
+//!
+//! The calibration figure — raw `PING`s per second at a fixed concurrency over the same handle —
+//! is taken here, before the load: it is the ceiling of this client + server + machine, so a later
+//! regression gate can tell "the code got slower" from "this machine is slower".
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache::{ConnectOptions, Redis, RedisUrl};
+use localredis::{Persistence, RedisServer, ServerConfig};
+use serde::Serialize;
+
+use crate::Fatal;
+use crate::scenario::{PersistenceKind, RedisConfig};
+
+/// How long connecting may take in all, whatever the URL's timeouts say.
+pub const CONNECT_BOUND: Duration = Duration::from_secs(5);
+
+pub struct Target {
+    pub redis: Redis,
+    /// Redacted URL, safe to print.
+    pub display: String,
+    /// Set when we started the server; dropping it stops the server.
+    pub throwaway: Option<RedisServer>,
+}
+
+/// Where the URL came from, for messages.
+pub enum UrlSource {
+    Flag(String),
+    Env(String),
+    None,
+}
+
+fn connect_options(cfg: &RedisConfig, tls_ca: Option<&PathBuf>) -> Result<ConnectOptions, Fatal> {
+    let tls_ca_pem = match tls_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            Fatal::usage(format!(
+                "--tls-ca {}: cannot read the CA bundle: {e} (expected a PEM file)",
+                p.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok(ConnectOptions {
+        connect_timeout: cfg.connect_timeout.0,
+        response_timeout: cfg.response_timeout.0,
+        tls_ca_pem,
+        ..ConnectOptions::default()
+    })
+}
+
+/// Parses a URL given by the user; exit 2 with the parser's (secret-free) message if it is wrong.
+pub fn parse_url(source: &UrlSource) -> Result<Option<RedisUrl>, Fatal> {
+    let (what, raw) = match source {
+        UrlSource::Flag(u) => ("--redis-url", u),
+        UrlSource::Env(u) => ("REDIS_URL", u),
+        UrlSource::None => return Ok(None),
+    };
+    RedisUrl::parse(raw)
+        .map(Some)
+        .map_err(|e| Fatal::usage(format!("{what}: {e}")))
+}
+
+pub async fn connect(
+    url: &RedisUrl,
+    cfg: &RedisConfig,
+    tls_ca: Option<&PathBuf>,
+) -> Result<Redis, Fatal> {
+    let opts = connect_options(cfg, tls_ca)?;
+    match tokio::time::timeout(CONNECT_BOUND, Redis::connect(url, &opts)).await {
+        Err(_) => Err(Fatal::target(format!(
+            "cannot connect to Redis at {url}: no answer within {} s (is the address right and reachable?)",
+            CONNECT_BOUND.as_secs()
+        ))),
+        Ok(Err(e @ (cache::Error::Url(_) | cache::Error::Invalid { .. }))) => {
+            Err(Fatal::usage(e.to_string()))
+        }
+        Ok(Err(e)) => Err(Fatal::target(e.to_string())),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// Starts the throwaway server the scenario describes.
+pub async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer, Fatal> {
+    let server_cfg = ServerConfig {
+        maxmemory: cfg.maxmemory.clone(),
+        maxmemory_policy: cfg.maxmemory_policy.clone(),
+        persistence: match cfg.persistence {
+            PersistenceKind::None => Persistence::None,
+            PersistenceKind::Rdb => Persistence::Rdb {
+                save: "900 1 300 10 60 10000".into(),
+            },
+            PersistenceKind::Aof => Persistence::Aof {
+                fsync: "everysec".into(),
+            },
+        },
+        ..ServerConfig::default()
+    };
+    tokio::task::spawn_blocking(move || RedisServer::start(server_cfg))
+        .await
+        .map_err(|e| Fatal::target(format!("starting redis-server: {e}")))?
+        .map_err(|e| {
+            Fatal::target(format!(
+                "no REDIS_URL or --redis-url given, and a throwaway redis-server could not be started: {e}"
+            ))
+        })
+}
+
+/// The target for this run: the given URL, or a throwaway server.
+pub async fn resolve(
+    source: &UrlSource,
+    cfg: &RedisConfig,
+    tls_ca: Option<&PathBuf>,
+) -> Result<Target, Fatal> {
+    if let Some(url) = parse_url(source)? {
+        if cfg.maxmemory.is_some()
+            || cfg.maxmemory_policy.is_some()
+            || cfg.persistence != PersistenceKind::None
+        {
+            eprintln!(
+                "note: the scenario's [redis] maxmemory/policy/persistence apply only to a throwaway server; {url} keeps its own settings"
+            );
+        }
+        let redis = connect(&url, cfg, tls_ca).await?;
+        return Ok(Target {
+            redis,
+            display: url.to_string(),
+            throwaway: None,
+        });
+    }
+    let server = start_throwaway(cfg).await?;
+    let url = RedisUrl::parse(&server.url()).map_err(|e| Fatal::target(e.to_string()))?;
+    let mut settings: Vec<String> = Vec::new();
+    if let Some(m) = &cfg.maxmemory {
+        settings.push(format!("maxmemory {m}"));
+    }
+    if let Some(p) = &cfg.maxmemory_policy {
+        settings.push(format!("maxmemory-policy {p}"));
+    }
+    if cfg.persistence != PersistenceKind::None {
+        settings.push(format!("persistence {:?}", cfg.persistence).to_lowercase());
+    }
+    eprintln!(
+        "no REDIS_URL or --redis-url: started a throwaway redis-server at 127.0.0.1:{}{}; it is removed when loadgen exits",
+        server.port(),
+        if settings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", settings.join(", "))
+        }
+    );
+    let redis = connect(&url, cfg, tls_ca).await?;
+    Ok(Target {
+        redis,
+        display: url.to_string(),
+        throwaway: Some(server),
+    })
+}
+
+/// Raw `PING` throughput at a fixed concurrency.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calibration {
+    pub command: &'static str,
+    pub concurrency: usize,
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+}
+
+/// Concurrency of the calibration: the same `-c 50` as the redis-benchmark comparison.
+pub const CALIBRATION_CONCURRENCY: usize = 50;
+
+/// `concurrency` tasks send `PING`s until `budget` has passed or `max_ops` were sent.
+pub async fn calibrate(redis: &Redis, budget: Duration, max_ops: u64) -> Calibration {
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + budget;
+    let tasks: Vec<_> = (0..CALIBRATION_CONCURRENCY)
+        .map(|_| {
+            let (sent, done, mut conn) = (sent.clone(), done.clone(), redis.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < max_ops {
+                    if redis::cmd("PING")
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let ops = done.load(Ordering::Relaxed);
+    Calibration {
+        command: "PING",
+        concurrency: CALIBRATION_CONCURRENCY,
+        ops,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        ops_per_sec: (ops as f64 / seconds.max(1e-9)).round(),
+    }
+}
