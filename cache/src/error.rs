@@ -121,10 +121,16 @@ impl Error {
 
 impl From<RedisError> for Error {
     fn from(e: RedisError) -> Self {
-        if e.code() == Some("WRONGTYPE") {
+        // A key holding something this store did not write: WRONGTYPE from a command, or a script
+        // failing on it ("value is not an integer", "attempt to compare nil"). Not an outage.
+        let text = describe(&e);
+        if e.code() == Some("WRONGTYPE")
+            || (matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ResponseError))
+                && (text.contains("script") || text.contains("not an integer")))
+        {
             return Error::Corrupt {
                 what: "key",
-                cause: describe(&e),
+                cause: text,
             };
         }
         if e.kind() == ErrorKind::AuthenticationFailed

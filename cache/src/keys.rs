@@ -89,8 +89,8 @@ impl KeySchema {
         format!("{}:{kind}:*", self.prefix)
     }
 
-    /// Caller guarantees `id` passed [`crate::session::SessionId`] validation.
-    pub(crate) fn session(&self, id: &str) -> String {
+    /// The key of a session; pass `SessionId::expose()` (validated ids only reach Redis through the store).
+    pub fn session(&self, id: &str) -> String {
         format!("{}:session:{id}", self.prefix)
     }
 

@@ -211,6 +211,10 @@ pub enum UrlError {
     BadServiceName(String),
     #[error("REDIS_URL path `/{0}` is not valid: expected /<db>, /<service> or /<service>/<db>")]
     BadPath(String),
+    #[error(
+        "REDIS_URL has an `@` after a `/`, `?` or `://`: if the user name or password contains `/`, `?`, `#`, `:` or `@`, percent-encode them (e.g. `/` as %2F, `@` as %40)"
+    )]
+    UnencodedUserinfo,
     #[error("REDIS_URL {0} is not valid percent-encoded UTF-8")]
     BadEncoding(&'static str),
     #[error(
@@ -279,6 +283,12 @@ impl RedisUrl {
             return Err(UrlError::Whitespace);
         }
         let (scheme, rest) = input.split_once("://").ok_or(UrlError::MissingScheme)?;
+        // An `@` that is not in the authority means user-info with an unencoded `/`, `?` or `://`:
+        // refuse before any later error could quote a piece of the password.
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if rest[authority_end..].contains('@') || rest.contains("://") && rest.contains('@') {
+            return Err(UrlError::UnencodedUserinfo);
+        }
         let (tls, forced) = match scheme.to_ascii_lowercase().as_str() {
             "redis" => (false, Forced::None),
             "rediss" => (true, Forced::None),

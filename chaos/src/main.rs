@@ -1,1 +1,217 @@
-fn main() {}
+//! `chaos`: the command line. Parses arguments and experiment files at the edge, runs, and maps
+//! every outcome to an exit code an operator or CI can act on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every expected invariant holds |
+//! | 1 | an invariant failed, or an experiment could not complete |
+//! | 2 | usage error: bad flag, bad experiment file (the message names the field) |
+//! | 3 | the environment is missing something: Docker engine, image, Redis binaries |
+//! | 130 | interrupted with Ctrl-C (after removing every node) |
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chaos::{BackendKind, Experiment, RunError, RunOptions, choose_backend, run_guarded};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "chaos",
+    version,
+    about = "Break a Redis topology on purpose and check what the cache stores lost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Docker,
+    Process,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Where nodes run: Docker containers, local processes, or auto (Docker when the engine
+    /// answers and the image is present).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Redis image for the Docker backend [default: redis:7-alpine, or authority-redis:local when
+    /// only that one is present].
+    #[arg(long)]
+    image: Option<String>,
+    /// Run each experiment this many times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Directory for `chaos-<experiment>-<time>/` result folders.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one experiment file.
+    Run {
+        experiment: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run every `*.toml` experiment in a directory, in name order.
+    Suite {
+        dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage the local Redis image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the image from this host's Redis binaries (skipped if it exists).
+    Build {
+        #[arg(long, default_value = chaos::LOCAL_IMAGE)]
+        image: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chaos: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    drop(runtime);
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run { experiment, common } => match Experiment::load(&experiment) {
+            Ok(e) => run_all(vec![e], common).await,
+            Err(e) => usage(&e.0),
+        },
+        Command::Suite { dir, common } => match load_dir(&dir) {
+            Ok(list) => run_all(list, common).await,
+            Err(msg) => usage(&msg),
+        },
+        Command::Image {
+            command: ImageCommand::Build { image, force },
+        } => match chaos::image::build(&image, force).await {
+            Ok(msg) => {
+                println!("{msg}");
+                0
+            }
+            Err(msg) => {
+                eprintln!("chaos image build: {msg}");
+                3
+            }
+        },
+    }
+}
+
+fn usage(msg: &str) -> u8 {
+    eprintln!("chaos: {msg}");
+    2
+}
+
+fn load_dir(dir: &Path) -> Result<Vec<Experiment>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read experiment directory {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!("no *.toml experiment in {}", dir.display()));
+    }
+    // Validate every file before running any: a typo in the last one should not cost a 3-minute run.
+    paths
+        .iter()
+        .map(|p| Experiment::load(p).map_err(|e| e.0))
+        .collect()
+}
+
+async fn run_all(experiments: Vec<Experiment>, common: Common) -> u8 {
+    let backend = match common.backend {
+        BackendArg::Auto => None,
+        BackendArg::Docker => Some(BackendKind::Docker),
+        BackendArg::Process => Some(BackendKind::Process),
+    };
+    let (backend, image, why) = match choose_backend(backend, common.image.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return 3;
+        }
+    };
+    eprintln!("chaos: backend {backend:?} ({why})");
+    let opts = RunOptions {
+        backend,
+        image,
+        results_root: common.results.clone(),
+    };
+    let mut summary = Vec::new();
+    let mut code = 0u8;
+    for exp in experiments {
+        for round in 1..=common.repeat {
+            let name = exp.name.clone();
+            eprintln!("chaos: running {name} ({round}/{})", common.repeat);
+            match run_guarded(exp.clone(), opts.clone()).await {
+                Ok(outcome) => {
+                    let line = outcome.report.summary_line();
+                    println!("{line}\n  -> {}", outcome.dir.display());
+                    for i in outcome.report.verdict.invariants.iter() {
+                        if i.holds == Some(false) {
+                            println!(
+                                "  VIOLATED {}: expected {}, measured {}",
+                                i.name, i.expected, i.measured
+                            );
+                        }
+                    }
+                    if !outcome.report.verdict.pass {
+                        code = code.max(1);
+                    }
+                    summary.push(line);
+                }
+                Err(RunError::Interrupted) => {
+                    eprintln!("chaos: {}", RunError::Interrupted);
+                    return 130;
+                }
+                Err(e @ RunError::Environment(_)) => {
+                    eprintln!("chaos: {name}: {e}");
+                    return 3;
+                }
+                Err(e) => {
+                    eprintln!("chaos: {name}: {e}");
+                    summary.push(format!("{name}: ERROR {e}"));
+                    code = code.max(1);
+                }
+            }
+        }
+    }
+    if summary.len() > 1 {
+        println!("\nsummary:");
+        for l in &summary {
+            println!("  {l}");
+        }
+    }
+    code
+}

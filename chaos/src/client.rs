@@ -1,0 +1,153 @@
+//! client: the system under test as the OAuth server uses it — the real `cache` stores over one
+//! `cache::Redis` handle — and the classification of each call into ok / fail / indeterminate.
+//!
+//! Each generator worker owns one [`Client`] (its own handle, hence its own connection and its
+//! own view of which node is primary), like one instance of the OAuth server would.
+//!
+//! Durable writes (`wait_replicas > 0`): after a write is acknowledged, `WAIT n timeout` asks the
+//! primary how many replicas have it. The write counts as `ok` only if enough did *and* the handle
+//! did not move to another primary in between: after a failover, `WAIT` would go to the new primary
+//! and count *its* replicas, vouching for a write the old primary took with it. When in doubt the
+//! outcome is indeterminate, never ok.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cache::{
+    Claims, ConnectOptions, FailureMode, IpPolicy, KeySchema, RateLimiter, Redis, RedisUrl, Rule,
+    SessionConfig, SessionStore, TokenCache,
+};
+
+use crate::experiment::WorkloadSpec;
+use crate::history::Outcome;
+
+/// The endpoint the workload rate-limits, with a limit high enough never to refuse it: the
+/// experiment checks the counter's TTL and window, not the decision.
+pub const ENDPOINT: &str = "token";
+/// The limiter window; counters must never live longer than this.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The stores of one worker.
+#[derive(Clone)]
+pub struct Client {
+    pub redis: Redis,
+    pub sessions: SessionStore,
+    pub short_sessions: SessionStore,
+    pub tokens: TokenCache,
+    pub limiter: RateLimiter,
+    wait_replicas: u32,
+    wait_timeout: Duration,
+}
+
+/// Why a client could not be made: the experiment cannot start.
+pub fn connect_options(w: &WorkloadSpec) -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: w.response_timeout,
+        tls_ca_pem: None,
+        watch_switch_master: true,
+    }
+}
+
+fn store_config(ttl: Duration) -> SessionConfig {
+    // idle == absolute, so a session expires exactly `ttl` after creation however often it is
+    // read: the TTL checks can then predict its expiry.
+    SessionConfig {
+        idle_timeout: ttl,
+        absolute_lifetime: ttl,
+        ..SessionConfig::default()
+    }
+}
+
+impl Client {
+    pub async fn connect(url: &str, w: &WorkloadSpec) -> Result<Client, cache::Error> {
+        let url = RedisUrl::parse(url)?;
+        let redis = Redis::connect(&url, &connect_options(w)).await?;
+        let keys = KeySchema::default();
+        let rules = BTreeMap::from([(
+            ENDPOINT.to_string(),
+            Rule {
+                limit: 1_000_000,
+                window: RATE_WINDOW,
+                algorithm: cache::Algorithm::FixedWindow,
+            },
+        )]);
+        Ok(Client {
+            sessions: SessionStore::new(redis.clone(), keys.clone(), store_config(w.session_ttl))?,
+            short_sessions: SessionStore::new(
+                redis.clone(),
+                keys.clone(),
+                store_config(w.short_session_ttl),
+            )?,
+            tokens: TokenCache::new(redis.clone(), keys.clone()),
+            limiter: RateLimiter::new(
+                redis.clone(),
+                keys,
+                rules,
+                FailureMode::Open,
+                IpPolicy::default(),
+            )?,
+            redis,
+            wait_replicas: w.wait_replicas,
+            wait_timeout: w.wait_timeout,
+        })
+    }
+
+    /// Port of the primary this handle uses right now (Sentinel), or `None` (standalone).
+    pub fn node_port(&self) -> Option<u16> {
+        self.redis.current_primary().map(|n| n.port)
+    }
+
+    /// How many primary moves the handle has seen; compared around a durable write.
+    pub fn primary_changes(&self) -> u64 {
+        self.redis.primary_changes()
+    }
+
+    /// The outcome of a write the store acknowledged, after `WAIT` if configured.
+    /// `changes_before` is [`primary_changes`](Self::primary_changes) before the write.
+    pub async fn confirm_write(&self, changes_before: u64) -> (Outcome, Option<String>) {
+        if self.wait_replicas == 0 {
+            return (Outcome::Ok, None);
+        }
+        let mut conn = self.redis.clone();
+        let acked: Result<i64, _> = redis::cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(self.wait_timeout.as_millis() as u64)
+            .query_async(&mut conn)
+            .await;
+        let moved = self.primary_changes() != changes_before;
+        match acked {
+            Ok(n) if n >= i64::from(self.wait_replicas) && !moved => (Outcome::Ok, None),
+            Ok(n) if moved => (
+                Outcome::Indeterminate,
+                Some(format!(
+                    "WAIT answered {n} after the handle changed primary"
+                )),
+            ),
+            Ok(n) => (
+                Outcome::Indeterminate,
+                Some(format!("WAIT: only {n} of {} replicas", self.wait_replicas)),
+            ),
+            Err(e) => (Outcome::Indeterminate, Some(format!("WAIT failed: {e}"))),
+        }
+    }
+
+    /// Claims for a synthetic token valid for `ttl`.
+    pub fn claims(user: &str, ttl: Duration) -> Claims {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            + ttl;
+        Claims {
+            user_id: user.into(),
+            client_id: "chaos".into(),
+            scope: "openid".into(),
+            exp: exp.as_secs(),
+        }
+    }
+}
+
+/// The Redis key of a session (the store keeps its key builder crate-private).
+pub fn session_key(id: &cache::SessionId) -> String {
+    format!("{}:session:{}", KeySchema::default().prefix(), id.expose())
+}

@@ -1,0 +1,344 @@
+//! The Docker backend: every node is a container started through testcontainers.
+//!
+//! Choices, each forced by something in FIELD-NOTES.md or by the images we must support:
+//! - **Host networking**, a distinct free loopback port per node: Sentinel announces and clients
+//!   connect to `127.0.0.1:<port>` exactly as with local processes, without NAT or
+//!   `announce-ip`. (`get_host_port_ipv4` does not work in this mode; we chose the ports.)
+//! - **Config files copied in** (`with_copy_to`), not command-line flags and not bind mounts: the
+//!   scratch image has no shell, and Sentinel rewrites its config with temp-file + rename, which a
+//!   bind-mounted single file forbids. The files go to `/data`, which is writable in both our
+//!   scratch image and `redis:7-alpine` (whose entrypoint hands `/data` to the `redis` user).
+//! - **SIGKILL through bollard**: testcontainers has `stop` (SIGTERM, then KILL after a grace
+//!   period), `pause`, `unpause` and `start`, but no kill; its re-exported bollard client does.
+//! - **Restart = `docker start` of the same container**: same port, same writable layer, so the
+//!   node comes back with whatever RDB/AOF it wrote, like a restarted process. testcontainers does
+//!   not re-apply its wait strategy then; the caller polls `PING`.
+//! - **Labels for cleanup**: every container carries `authority-chaos.run=<run id>` and
+//!   `authority-chaos.pid=<our pid>`. Teardown removes this run's containers by label (so a panic
+//!   half-way through start-up still removes what was created), and [`sweep_orphans`] removes
+//!   containers of earlier runs whose process is gone (a harness killed with `kill -9`).
+
+use std::collections::HashMap;
+
+use testcontainers::bollard::Docker;
+use testcontainers::bollard::query_parameters::{
+    KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use testcontainers::core::WaitFor;
+use testcontainers::core::client::docker_client_instance;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
+
+use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives};
+use crate::experiment::{PersistenceMode, TopologyKind, TopologySpec};
+
+const RUN_LABEL: &str = "authority-chaos.run";
+const PID_LABEL: &str = "authority-chaos.pid";
+
+pub struct DockerNodes {
+    containers: Vec<ContainerAsync<GenericImage>>,
+    run_id: String,
+}
+
+/// The Docker client, if an engine answers. `Err` explains what is missing (exit 3).
+pub async fn engine() -> Result<Docker, String> {
+    let docker = docker_client_instance()
+        .await
+        .map_err(|e| format!("no Docker client: {e}"))?;
+    match tokio::time::timeout(std::time::Duration::from_secs(3), docker.ping()).await {
+        Ok(Ok(_)) => Ok(docker),
+        Ok(Err(e)) => Err(format!("the Docker engine does not answer: {e}")),
+        Err(_) => Err("the Docker engine did not answer within 3 s".into()),
+    }
+}
+
+/// Whether `image` exists locally (testcontainers would otherwise try to pull it).
+pub async fn image_exists(docker: &Docker, image: &str) -> bool {
+    docker.inspect_image(image).await.is_ok()
+}
+
+/// `name:tag` → (`name`, `tag`), the tag defaulting to `latest` (a `:` before the last `/` is a
+/// registry port, not a tag).
+pub fn split_image(image: &str) -> (String, String) {
+    let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match image[slash..].rfind(':') {
+        Some(i) => (
+            image[..slash + i].to_string(),
+            image[slash + i + 1..].to_string(),
+        ),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option<u16>) -> String {
+    let mut lines = vec![
+        format!("port {port}"),
+        "bind 127.0.0.1".into(),
+        "dir /data".into(),
+        "protected-mode yes".into(),
+        format!("requirepass \"{password}\""),
+        format!("masterauth \"{password}\""),
+    ];
+    lines.extend(match spec.persistence {
+        PersistenceMode::None => vec!["save \"\"".to_string(), "appendonly no".into()],
+        PersistenceMode::Rdb => vec!["save 900 1 300 10 60 10000".into(), "appendonly no".into()],
+        PersistenceMode::RdbFast => vec!["save 1 1".into(), "appendonly no".into()],
+        PersistenceMode::Aof => vec![
+            "save \"\"".into(),
+            "appendonly yes".into(),
+            "appendfsync everysec".into(),
+        ],
+    });
+    if let Some(p) = replica_of {
+        lines.push(format!("replicaof 127.0.0.1 {p}"));
+    }
+    lines.extend(
+        data_directives(spec)
+            .into_iter()
+            .map(|(k, v)| format!("{k} {v}")),
+    );
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+fn sentinel_conf(spec: &TopologySpec, port: u16, password: &str, primary: u16) -> String {
+    [
+        format!("port {port}"),
+        "bind 127.0.0.1".into(),
+        "dir /data".into(),
+        "protected-mode no".into(),
+        format!(
+            "sentinel monitor {SERVICE} 127.0.0.1 {primary} {}",
+            spec.quorum
+        ),
+        format!(
+            "sentinel down-after-milliseconds {SERVICE} {}",
+            spec.down_after_ms
+        ),
+        format!(
+            "sentinel failover-timeout {SERVICE} {}",
+            spec.failover_timeout_ms
+        ),
+        format!("sentinel auth-pass {SERVICE} \"{password}\""),
+        String::new(),
+    ]
+    .join("\n")
+}
+
+async fn start_container(
+    image: &str,
+    run_id: &str,
+    name: &str,
+    binary: &str,
+    conf_name: &str,
+    conf: String,
+) -> Result<ContainerAsync<GenericImage>, DbError> {
+    let (repo, tag) = split_image(image);
+    let conf_path = format!("/data/{conf_name}");
+    GenericImage::new(repo, tag)
+        .with_wait_for(WaitFor::Nothing)
+        .with_network("host")
+        .with_container_name(format!("chaos-{run_id}-{name}"))
+        .with_label(RUN_LABEL, run_id)
+        .with_label(PID_LABEL, std::process::id().to_string())
+        .with_copy_to(
+            CopyTargetOptions::new(conf_path.clone()).with_mode(0o600),
+            conf.into_bytes(),
+        )
+        .with_cmd([binary.to_string(), conf_path])
+        .start()
+        .await
+        .map_err(|e| DbError::Failed(format!("starting container {name} from {image}: {e}")))
+}
+
+fn free_port() -> Result<u16, DbError> {
+    localredis::free_port().map_err(|e| DbError::Failed(format!("finding a free port: {e}")))
+}
+
+impl DockerNodes {
+    pub async fn start(
+        spec: &TopologySpec,
+        password: &str,
+        image: &str,
+        run_id: &str,
+    ) -> Result<(DockerNodes, Vec<NodeInfo>), DbError> {
+        let docker = engine().await.map_err(DbError::Environment)?;
+        if !image_exists(&docker, image).await {
+            return Err(DbError::Environment(format!(
+                "the image {image} is not on this Docker engine and no registry may be reachable; \
+                 build it from the host's Redis binaries with `chaos image build` \
+                 (or docker/build-image.sh), or pass --image / --backend process"
+            )));
+        }
+        let mut nodes = DockerNodes {
+            containers: Vec::new(),
+            run_id: run_id.to_string(),
+        };
+        let mut infos = Vec::new();
+        let data_count = if spec.kind == TopologyKind::Sentinel {
+            3
+        } else {
+            1
+        };
+        let mut primary_port = 0;
+        for i in 0..data_count {
+            let port = free_port()?;
+            let replica_of = (i > 0).then_some(primary_port);
+            let conf = redis_conf(spec, port, password, replica_of);
+            let name = format!("redis-{i}");
+            let started =
+                start_container(image, run_id, &name, "redis-server", "redis.conf", conf).await;
+            nodes.push_or_cleanup(started).await?;
+            super::wait_ping(port, Some(password), std::time::Duration::from_secs(20)).await?;
+            if i == 0 {
+                primary_port = port;
+            }
+            infos.push(NodeInfo {
+                name,
+                kind: NodeKind::Data,
+                port,
+            });
+        }
+        if spec.kind == TopologyKind::Sentinel {
+            for i in 0..3 {
+                let port = free_port()?;
+                let conf = sentinel_conf(spec, port, password, primary_port);
+                let name = format!("sentinel-{i}");
+                let started = start_container(
+                    image,
+                    run_id,
+                    &name,
+                    "redis-sentinel",
+                    "sentinel.conf",
+                    conf,
+                )
+                .await;
+                nodes.push_or_cleanup(started).await?;
+                super::wait_ping(port, None, std::time::Duration::from_secs(20)).await?;
+                infos.push(NodeInfo {
+                    name,
+                    kind: NodeKind::Sentinel,
+                    port,
+                });
+            }
+        }
+        Ok((nodes, infos))
+    }
+
+    async fn push_or_cleanup(
+        &mut self,
+        started: Result<ContainerAsync<GenericImage>, DbError>,
+    ) -> Result<(), DbError> {
+        match started {
+            Ok(c) => {
+                self.containers.push(c);
+                Ok(())
+            }
+            Err(e) => {
+                sweep_run(&self.run_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn apply(&self, index: usize, action: NodeAction) -> Result<(), DbError> {
+        let c = &self.containers[index];
+        let failed =
+            |e: String| DbError::Failed(format!("{action:?} of container {}: {e}", c.id()));
+        match action {
+            NodeAction::Kill => {
+                let docker = engine().await.map_err(DbError::Environment)?;
+                let opts = KillContainerOptions {
+                    signal: "SIGKILL".into(),
+                };
+                docker
+                    .kill_container(c.id(), Some(opts))
+                    .await
+                    .map_err(|e| failed(e.to_string()))
+            }
+            NodeAction::Stop => c
+                .stop_with_timeout(Some(10))
+                .await
+                .map_err(|e| failed(e.to_string())),
+            NodeAction::Pause => c.pause().await.map_err(|e| failed(e.to_string())),
+            NodeAction::Resume => c.unpause().await.map_err(|e| failed(e.to_string())),
+            NodeAction::Restart => c.start().await.map_err(|e| failed(e.to_string())),
+        }
+    }
+
+    pub async fn teardown(self) {
+        let run_id = self.run_id.clone();
+        for c in self.containers {
+            let _ = c.rm().await;
+        }
+        sweep_run(&run_id).await;
+    }
+}
+
+async fn remove_labelled(
+    docker: &Docker,
+    label: String,
+    keep: impl Fn(&HashMap<String, String>) -> bool,
+) {
+    let filters = HashMap::from([("label".to_string(), vec![label])]);
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let Ok(list) = docker.list_containers(Some(opts)).await else {
+        return;
+    };
+    for c in list {
+        let labels = c.labels.clone().unwrap_or_default();
+        if keep(&labels) {
+            continue;
+        }
+        if let Some(id) = c.id {
+            let rm = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            let _ = docker.remove_container(&id, Some(rm)).await;
+        }
+    }
+}
+
+/// Force-removes every container of run `run_id` (used after success, error, panic and Ctrl-C).
+pub async fn sweep_run(run_id: &str) {
+    if let Ok(docker) = engine().await {
+        remove_labelled(&docker, format!("{RUN_LABEL}={run_id}"), |_| false).await;
+    }
+}
+
+/// Removes containers left by earlier chaos processes that no longer exist (killed with -9).
+pub async fn sweep_orphans() {
+    let Ok(docker) = engine().await else { return };
+    remove_labelled(&docker, RUN_LABEL.to_string(), |labels| {
+        labels
+            .get(PID_LABEL)
+            .and_then(|p| p.parse::<i32>().ok())
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_split_at_the_tag() {
+        assert_eq!(
+            split_image("redis:7-alpine"),
+            ("redis".into(), "7-alpine".into())
+        );
+        assert_eq!(split_image("redis"), ("redis".into(), "latest".into()));
+        assert_eq!(
+            split_image("reg.local:5000/authority-redis:local"),
+            ("reg.local:5000/authority-redis".into(), "local".into())
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! generator: what the K clients do during the experiment, and the recording of every call.
+//!
+//! Each worker cycles through a fixed mix of ten operations that stands for an OAuth server's
+//! traffic: three session creates (the writes whose loss is checked), one short-lived session
+//! create (whose expiry is checked), two reads of its own sessions, one update, one rate-limit
+//! check, one token put and one revoke. A fixed cycle rather than random choice keeps runs
+//! comparable: the same experiment on the two backends issues the same mix.
+//!
+//! Every call is recorded with invoke and completion times and its outcome. Nothing is retried
+//! here: the store reports what happened, the recorder writes it down, the checker judges later.
+//! During an outage calls fail fast (connection refused) and the worker keeps pacing at
+//! `interval`, so the history shows the exact error window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cache::{NewSession, SessionId};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, ENDPOINT, RATE_WINDOW};
+use crate::db::random_hex;
+use crate::history::{Clock, History, Op, OpKind, Outcome, RevokedToken, SessionRecord};
+
+/// The running workers.
+pub struct Generator {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.abort();
+        }
+    }
+}
+
+impl Generator {
+    /// Starts one worker per client. `short_sessions` receives the registry index of every
+    /// acknowledged short session, for the TTL prober.
+    pub fn start(
+        clients: Vec<Client>,
+        interval: Duration,
+        clock: Clock,
+        history: Arc<History>,
+        short_sessions: UnboundedSender<usize>,
+    ) -> Generator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = Worker {
+                    id: i,
+                    client: c,
+                    clock,
+                    history: history.clone(),
+                    short_tx: short_sessions.clone(),
+                    own: Vec::new(),
+                    last_token: None,
+                };
+                let stop = stop.clone();
+                tokio::spawn(w.run(interval, stop))
+            })
+            .collect();
+        Generator { stop, workers }
+    }
+
+    /// Asks the workers to stop after their current call and waits for them.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+    }
+}
+
+struct Worker {
+    id: usize,
+    client: Client,
+    clock: Clock,
+    history: Arc<History>,
+    short_tx: UnboundedSender<usize>,
+    /// This worker's acknowledged long sessions: (registry index, id).
+    own: Vec<(usize, SessionId)>,
+    last_token: Option<String>,
+}
+
+/// What one call produced, before it is written to the history.
+struct Done {
+    outcome: Outcome,
+    session: Option<usize>,
+    note: Option<String>,
+}
+
+impl Done {
+    fn err(e: &cache::Error) -> Done {
+        Done {
+            outcome: Outcome::of_error(e),
+            session: None,
+            note: Some(e.to_string()),
+        }
+    }
+    fn ok(session: Option<usize>, note: Option<String>) -> Done {
+        Done {
+            outcome: Outcome::Ok,
+            session,
+            note,
+        }
+    }
+}
+
+impl Worker {
+    async fn run(mut self, interval: Duration, stop: Arc<AtomicBool>) {
+        let mut n: u64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let kind = match n % 10 {
+                0..=2 => OpKind::SessionCreate,
+                3 => OpKind::ShortSessionCreate,
+                4 | 5 => OpKind::SessionRead,
+                6 => OpKind::SessionUpdate,
+                7 => OpKind::RateLimitCheck,
+                8 => OpKind::TokenPut,
+                _ => OpKind::TokenRevoke,
+            };
+            n += 1;
+            self.step(kind).await;
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    async fn step(&mut self, kind: OpKind) {
+        let invoke_ms = self.clock.now();
+        let changes = self.client.primary_changes();
+        let done = match kind {
+            OpKind::SessionCreate | OpKind::ShortSessionCreate => {
+                self.create(kind == OpKind::ShortSessionCreate, invoke_ms, changes)
+                    .await
+            }
+            OpKind::SessionRead => self.read().await,
+            OpKind::SessionUpdate => self.update(changes).await,
+            OpKind::RateLimitCheck => self.rate_limit().await,
+            OpKind::TokenPut => self.token_put(changes).await,
+            OpKind::TokenRevoke => self.token_revoke(changes).await,
+        };
+        let Some(done) = done else { return };
+        self.history.op(Op {
+            client: self.id,
+            kind,
+            invoke_ms,
+            complete_ms: self.clock.now(),
+            outcome: done.outcome,
+            node_port: self.client.node_port(),
+            session: done.session,
+            note: done.note,
+        });
+    }
+
+    async fn create(&mut self, short: bool, invoke_ms: f64, changes: u64) -> Option<Done> {
+        let store = if short {
+            &self.client.short_sessions
+        } else {
+            &self.client.sessions
+        };
+        let new = NewSession {
+            user_id: format!("chaos-user-{}", self.id),
+            ..Default::default()
+        };
+        let id = match store.create(new).await {
+            Ok((id, _)) => id,
+            Err(e) => return Some(Done::err(&e)),
+        };
+        let (outcome, note) = self.client.confirm_write(changes).await;
+        if outcome != Outcome::Ok {
+            return Some(Done {
+                outcome,
+                session: None,
+                note,
+            });
+        }
+        let index = self.history.session(SessionRecord {
+            id: id.clone(),
+            short,
+            created_ms: invoke_ms,
+            acked_ms: self.clock.now(),
+            node_port: self.client.node_port(),
+        });
+        if short {
+            let _ = self.short_tx.send(index);
+        } else {
+            self.own.push((index, id));
+        }
+        Some(Done::ok(Some(index), None))
+    }
+
+    /// Reads back one of this worker's sessions (cycling through them).
+    fn pick(&self) -> Option<(usize, SessionId)> {
+        if self.own.is_empty() {
+            return None;
+        }
+        let i = (self.clock.now() as usize) % self.own.len();
+        Some(self.own[i].clone())
+    }
+
+    async fn read(&mut self) -> Option<Done> {
+        let (index, id) = self.pick()?;
+        Some(match self.client.sessions.get(&id).await {
+            Ok(Some(_)) => Done::ok(Some(index), None),
+            Ok(None) => Done::ok(Some(index), Some("not found".into())),
+            Err(e) => Done {
+                session: Some(index),
+                ..Done::err(&e)
+            },
+        })
+    }
+
+    async fn update(&mut self, changes: u64) -> Option<Done> {
+        let (index, id) = self.pick()?;
+        let session = match self.client.sessions.get(&id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Some(Done::ok(Some(index), Some("not found".into()))),
+            Err(e) => return Some(Done::err(&e)),
+        };
+        let mut updated = session.clone();
+        updated
+            .data
+            .insert("authenticated".into(), serde_json::Value::Bool(true));
+        Some(match self.client.sessions.update(&id, &updated).await {
+            Ok(()) => {
+                let (outcome, note) = self.client.confirm_write(changes).await;
+                Done {
+                    outcome,
+                    session: Some(index),
+                    note,
+                }
+            }
+            Err(cache::Error::NotFound(_)) => Done::ok(Some(index), Some("not found".into())),
+            Err(e) => Done::err(&e),
+        })
+    }
+
+    async fn rate_limit(&mut self) -> Option<Done> {
+        let ip = format!("10.0.{}.1", self.id);
+        Some(match self.client.limiter.check(&ip, ENDPOINT).await {
+            // A degraded decision means Redis failed: the counter may or may not have moved.
+            Ok(d) if d.degraded.is_some() => Done {
+                outcome: Outcome::Indeterminate,
+                session: None,
+                note: Some("redis unavailable: failed open".into()),
+            },
+            Ok(d) if d.reset_after > RATE_WINDOW => {
+                Done::ok(None, Some("window-violation: reset after > window".into()))
+            }
+            Ok(_) => Done::ok(None, None),
+            Err(e) => Done::err(&e),
+        })
+    }
+
+    async fn token_put(&mut self, changes: u64) -> Option<Done> {
+        let token = format!("chaos-token-{}", random_hex(16));
+        let claims = Client::claims(&format!("chaos-user-{}", self.id), Duration::from_secs(600));
+        Some(match self.client.tokens.put(&token, &claims).await {
+            Ok(_) => {
+                let (outcome, note) = self.client.confirm_write(changes).await;
+                self.last_token = Some(token);
+                Done {
+                    outcome,
+                    session: None,
+                    note,
+                }
+            }
+            Err(e) => Done::err(&e),
+        })
+    }
+
+    async fn token_revoke(&mut self, changes: u64) -> Option<Done> {
+        let token = self.last_token.take()?;
+        let exp = Client::claims("", Duration::from_secs(600)).exp;
+        Some(match self.client.tokens.revoke(&token, Some(exp)).await {
+            Ok(_) => {
+                let (outcome, note) = self.client.confirm_write(changes).await;
+                if outcome == Outcome::Ok {
+                    self.history.revoked(RevokedToken {
+                        token,
+                        revoked_ms: self.clock.now(),
+                    });
+                }
+                Done {
+                    outcome,
+                    session: None,
+                    note,
+                }
+            }
+            Err(e) => Done::err(&e),
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! report: `results/chaos-<experiment>-<UTC time>/` with `report.json` (data, versioned),
+//! `history.json` (every recorded operation, for re-checking) and `report.md` (the same facts for
+//! a person: verdicts, numbers, and a timeline of fault, Sentinel events, first ok write,
+//! restart and rejoin).
+//!
+//! No secret reaches these files: the URL is printed through `cache::RedisUrl`'s redacting
+//! `Display`, sessions are referred to by index, tokens not at all.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::checker::Verdict;
+use crate::db::{BackendKind, NodeInfo};
+use crate::events::is_notable;
+use crate::experiment::Experiment;
+use crate::history::{FaultEvent, Op, SentinelEvent};
+use crate::observe::FinalState;
+
+/// Bumped on any incompatible change of `report.json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub experiment: Experiment,
+    pub backend: BackendKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub started_utc: String,
+    pub wall_time_s: f64,
+    /// The client URL with the password redacted.
+    pub url: String,
+    pub nodes: Vec<NodeInfo>,
+    pub faults: Vec<FaultEvent>,
+    pub sentinel_events: Vec<SentinelEvent>,
+    pub final_state: FinalState,
+    pub verdict: Verdict,
+    pub total_ops: usize,
+}
+
+/// `chaos-<name>-<YYYYmmddTHHMMSSZ>` (+ `-N` if that exists already).
+pub fn results_dir(root: &Path, name: &str, started: time::OffsetDateTime) -> PathBuf {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let stamp = started
+        .format(&fmt)
+        .unwrap_or_else(|_| "unknown-time".into());
+    let base = root.join(format!("chaos-{name}-{stamp}"));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    dir
+}
+
+impl Report {
+    /// Writes the three files into `dir` (created).
+    pub fn write(&self, dir: &Path, ops: &[Op]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        let history = serde_json::to_string(ops).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("history.json"), history)?;
+        std::fs::write(dir.join("report.md"), self.markdown())
+    }
+
+    /// One line for the terminal.
+    pub fn summary_line(&self) -> String {
+        let m = &self.verdict.measures;
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} ms", v));
+        format!(
+            "{} [{}] {}: failover {}, write gap {}, acked writes lost {}/{}, wall {:.1} s",
+            self.experiment.name,
+            backend_name(self.backend),
+            if self.verdict.pass { "PASS" } else { "FAIL" },
+            ms(m.failover_time_ms),
+            ms(m.write_gap_ms),
+            m.acked_writes_lost,
+            m.acked_writes,
+            self.wall_time_s
+        )
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        let e = &self.experiment;
+        let _ = writeln!(
+            s,
+            "# chaos: {} — {}\n",
+            e.name,
+            if self.verdict.pass { "PASS" } else { "FAIL" }
+        );
+        let _ = writeln!(s, "{}\n", e.description.trim());
+        let _ = writeln!(
+            s,
+            "- started {} (UTC), wall time {:.1} s, backend `{}`{}\n- topology `{:?}`, persistence `{:?}`, down-after {} ms, failover-timeout {} ms, min-replicas-to-write {}\n- client `{}`, {} clients, {} operations recorded\n",
+            self.started_utc,
+            self.wall_time_s,
+            backend_name(self.backend),
+            self.image
+                .as_ref()
+                .map_or(String::new(), |i| format!(" (image `{i}`)")),
+            e.topology.kind,
+            e.topology.persistence,
+            e.topology.down_after_ms,
+            e.topology.failover_timeout_ms,
+            e.topology.min_replicas_to_write,
+            self.url,
+            e.workload.clients,
+            self.total_ops
+        );
+        s.push_str(
+            "## Invariants\n\n| invariant | expected | measured | verdict |\n|---|---|---|---|\n",
+        );
+        for i in &self.verdict.invariants {
+            let verdict = match i.holds {
+                Some(true) => "holds",
+                Some(false) => "**VIOLATED**",
+                None => "—",
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | `{}` | {} |",
+                i.name, i.expected, i.measured, verdict
+            );
+        }
+        s.push_str("\n## Operations\n\n| op | ok | fail | indeterminate | errors from | errors until |\n|---|---|---|---|---|---|\n");
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} ms", v));
+        for (name, o) in &self.verdict.ops {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} | {} |",
+                o.ok,
+                o.fail,
+                o.indeterminate,
+                ms(o.first_error_ms),
+                ms(o.last_error_ms)
+            );
+        }
+        s.push_str("\n## Timeline (ms since the workload started)\n\n");
+        for (t, line) in self.timeline() {
+            let _ = writeln!(s, "- `{t:>8.0}` {line}");
+        }
+        s
+    }
+
+    fn timeline(&self) -> Vec<(f64, String)> {
+        let mut t: Vec<(f64, String)> = Vec::new();
+        for f in &self.faults {
+            let what = match &f.error {
+                None => format!(
+                    "nemesis: {} {} ({}, port {})",
+                    f.action, f.node, f.role, f.port
+                ),
+                Some(e) => format!("nemesis: {} {} FAILED: {e}", f.action, f.node),
+            };
+            t.push((f.at_ms, what));
+        }
+        for e in self.sentinel_events.iter().filter(|e| is_notable(&e.event)) {
+            t.push((e.at_ms, format!("{}: {} {}", e.sentinel, e.event, e.detail)));
+        }
+        let m = &self.verdict.measures;
+        if let Some(at) = m.first_ok_write_after_fault_ms {
+            t.push((at, "client: first ok write after the fault".into()));
+        }
+        if let Some((a, b)) = m.lost_window_ms {
+            t.push((
+                a,
+                format!(
+                    "checker: first of {} lost acked writes",
+                    m.acked_writes_lost
+                ),
+            ));
+            t.push((b, "checker: last lost acked write".into()));
+        }
+        if let Some(at) = self.final_state.settled_ms {
+            t.push((at, "checker: settled, final reads".into()));
+        }
+        t.sort_by(|a, b| a.0.total_cmp(&b.0));
+        t
+    }
+}
+
+pub fn backend_name(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::Process => "process",
+        BackendKind::Docker => "docker",
+    }
+}
