@@ -218,7 +218,7 @@ const URL_ROWS: &[(&str, &str, &str, &str)] = &[
     ("credentials where the scheme goes", "admin:{PW}@localhost://x", "MissingScheme", "start with redis://"),
     ("long garbage scheme", "{PW}{PW}{PW}://localhost", "UnknownScheme", "(not shown)"),
     ("second scheme in the host list", "redis://h1:6379,redis://h2:6379", "MixedSchemes", "give the scheme once"),
-    ("`://` inside an unencoded password", "redis://:{PW}://x@localhost", "MixedSchemes", "give the scheme once"),
+    ("`://` inside an unencoded password", "redis://:{PW}://x@localhost", "UnencodedUserinfo", "percent-encode"),
     ("password but no host", "redis://:{PW}@", "EmptyHost", "host #1 is empty"),
     ("empty second host", "redis://h1,,h3", "EmptyHost", "host #2 is empty"),
     ("port 0", "redis://:{PW}@localhost:0", "BadPort", "from 1 to 65535"),
@@ -235,11 +235,13 @@ const URL_ROWS: &[(&str, &str, &str, &str)] = &[
     ("sentinel scheme without service", "redis+sentinel://s1:26379", "SentinelWithoutService", "without a service name"),
     ("cluster scheme with a path", "redis+cluster://n1/0", "ClusterWithPath", "with no path"),
     ("service name with a glob", "redis://s1,s2/my*master", "BadServiceName", "expected letters, digits"),
-    // An unencoded `/` in the user-info ends the authority early: what follows is read as host, port
-    // and path. None of it may be quoted back, and the message should say what to encode.
+    // An unencoded `/` or `?` in the user-info ends the authority early: what follows is read as
+    // host, port, path or options. None of it may be quoted back; the message says what to encode.
     ("unencoded `/` in user:password", "redis://admin:pass/{PW}@localhost:6379", "", "percent-encode"),
     ("unencoded `/` in the password", "redis://:pass/{PW}@localhost:6379", "", "percent-encode"),
     ("unencoded `/` in the password, digits next", "redis://:x/1{PW}@localhost:6379", "", "percent-encode"),
+    ("unencoded `?` in the password", "redis://admin:{PW}?x@localhost:6379", "", "percent-encode"),
+    ("unencoded `?` in the user name", "redis://{PW}?:x@localhost:6379", "", "percent-encode"),
     ("password not UTF-8 once decoded", "redis://:{PW}%ff@localhost", "BadEncoding", "password is not valid"),
     ("unknown option", "redis://localhost?timeout=5", "UnknownOption", "`timeout` is not known"),
     ("secret pasted as an option", "redis://localhost?{PW}", "UnknownOption", "(not shown)"),
@@ -319,7 +321,7 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
         ("wrong password", format!("redis://:Wrong{PW}@127.0.0.1:{auth_port}"), "Auth", "authentication failed"),
         ("unknown ACL user", format!("redis://mallory:{PW}@127.0.0.1:{auth_port}"), "Auth", "check the password"),
         ("nothing listening", format!("redis://:{PW}@127.0.0.1:{free_port}"), "Unreachable", "cannot connect"),
-        ("db the server does not have", format!("redis://127.0.0.1:{port}/4096"), "", "DB index is out of range"),
+        ("db the server does not have", format!("redis://127.0.0.1:{port}/4096"), "Command", "DB index is out of range"),
     ];
     for (name, url, variant, message) in connects {
         let secret = url.contains(PW).then(|| PW.to_string());

@@ -19,6 +19,9 @@
 //! [`replay_ops`] and run `cargo test -p cache --test model replay -- --ignored --nocapture`.
 //!
 //! Runs 64 cases by default (~1-2 s); `PROPTEST_CASES=5000 cargo test -p cache --test model` runs more.
+//!
+//! One file of ~900 lines on purpose: the operations, the model, the key-space audit and the timed
+//! expiry variant are one concept, and the model is only meaningful next to its operations.
 
 mod support;
 
@@ -130,7 +133,6 @@ fn replay_ops() -> Vec<Op> {
 
 struct ModelSession {
     id: SessionId,
-    user: usize,
     alive: bool,
     /// What a `get` must return. `last_seen_ms` is set by the store's clock at update time; the
     /// model knows it only within `last_seen` bounds and adopts the store's value once checked.
@@ -315,7 +317,7 @@ impl Model {
                 && d.remaining == remaining
                 && d.limit == LIMIT
                 && d.degraded.is_none()
-                && d.retry_after.is_some() == !allowed,
+                && d.retry_after.is_some() != allowed,
             "{} check #{count} from bucket {bucket}: got {d:?}, model says allowed={allowed} remaining={remaining}",
             ENDPOINTS[endpoint]
         );
@@ -378,7 +380,6 @@ async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> 
             let last_seen = (value.last_seen_ms, value.last_seen_ms);
             m.sessions.push(ModelSession {
                 id,
-                user,
                 alive: true,
                 value,
                 last_seen,
@@ -718,5 +719,192 @@ fn replay() {
     println!("replaying {} ops", ops.len());
     if let Err(e) = rt.block_on(run_case(&server, &redis, &ops)) {
         panic!("{e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry against a timed model.
+
+/// An instant known only within `[lo, hi]` Unix ms: a call's start and end bracket the moment Redis
+/// ran it (the server and this process read the same clock).
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    lo: u64,
+    hi: u64,
+}
+
+/// How close to a deadline an observation may be before the model declines to predict it: Redis
+/// expires keys to the millisecond, the rest is scheduling noise between clock reads.
+const EXPIRY_TOLERANCE_MS: u64 = 30;
+
+impl Span {
+    fn plus(self, ms: u64) -> Span {
+        Span {
+            lo: self.lo + ms,
+            hi: self.hi + ms,
+        }
+    }
+
+    fn min(self, other: Span) -> Span {
+        Span {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.min(other.hi),
+        }
+    }
+
+    /// Whether something that ends at `self` is still there at `at`; `None` when too close to call.
+    fn alive_at(self, at: Span) -> Option<bool> {
+        if at.hi + EXPIRY_TOLERANCE_MS <= self.lo {
+            Some(true)
+        } else if at.lo >= self.hi + EXPIRY_TOLERANCE_MS {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Span) {
+    let lo = now_ms();
+    let out = f.await;
+    (out, Span { lo, hi: now_ms() })
+}
+
+/// Per observed thing: how many observations the model predicted, and how many were too close to
+/// a deadline to predict (then the model adopts what Redis said).
+#[derive(Default, Debug)]
+struct Tally {
+    predicted: u32,
+    too_close: u32,
+}
+
+impl Tally {
+    fn observe(&mut self, name: &str, model: Option<bool>, real: bool, at: Span) {
+        match model {
+            Some(expected) => {
+                self.predicted += 1;
+                assert_eq!(
+                    real, expected,
+                    "{name} at {at:?}: Redis {real}, model {expected}"
+                );
+            }
+            None => self.too_close += 1,
+        }
+    }
+}
+
+/// Short TTLs, probed every 100 ms for 2.5 s: an idle-refreshed session until its absolute
+/// deadline, a never-read session past its idle timeout, a token past its `exp`, and a fixed
+/// window past several resets. Each observation must match the timed model unless it falls within
+/// `EXPIRY_TOLERANCE_MS` of a deadline.
+#[tokio::test]
+async fn expiry_agrees_with_the_model() {
+    if !have(&["redis-server"]) {
+        return;
+    }
+    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
+    let redis = connect(&server.url()).await;
+    let (idle, absolute, window, limit) = (600, 1500, 650, 2);
+    let keys = KeySchema::new("expiry").unwrap();
+    let config = SessionConfig {
+        idle_timeout: Duration::from_millis(idle),
+        absolute_lifetime: Duration::from_millis(absolute),
+        ..Default::default()
+    };
+    let sessions = SessionStore::new(redis.clone(), keys.clone(), config).unwrap();
+    let tokens = TokenCache::new(redis.clone(), keys.clone());
+    let rule = Rule {
+        limit,
+        window: Duration::from_millis(window),
+        algorithm: Algorithm::FixedWindow,
+    };
+    let limiter = RateLimiter::new(
+        redis.clone(),
+        keys,
+        [("signin".to_string(), rule)].into_iter().collect(),
+        FailureMode::Closed,
+        IpPolicy::default(),
+    )
+    .unwrap();
+
+    let (created, at) = timed(sessions.create(new_session("active"))).await;
+    let (active, value) = created.unwrap();
+    // The absolute deadline is fixed by the store's clock at creation and stored in the value.
+    let absolute_end = Span {
+        lo: value.absolute_expires_ms,
+        hi: value.absolute_expires_ms,
+    };
+    let mut active_end = Some(at.plus(idle).min(absolute_end));
+    let (created, at) = timed(sessions.create(new_session("idle"))).await;
+    let (idle_id, _) = created.unwrap();
+    let idle_end = at.plus(idle);
+    let idle_key = format!("expiry:session:{}", idle_id.expose());
+    let c = Claims {
+        exp: now_ms() / 1000 + 2,
+        ..claims(Duration::ZERO)
+    };
+    tokens.put("short-lived", &c).await.unwrap();
+    // `lookup` hides claims at `exp` itself; the key's PX TTL ends no earlier.
+    let token_end = Span {
+        lo: c.exp * 1000,
+        hi: c.exp * 1000,
+    };
+    let (mut window_end, mut count): (Option<Span>, u32) = (None, 0);
+
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+    let start = tokio::time::Instant::now();
+    for i in 0..25u32 {
+        tokio::time::sleep_until(start + Duration::from_millis(100) * i).await;
+
+        let (got, at) = timed(sessions.get(&active)).await;
+        let got = got.unwrap().is_some();
+        let model = active_end.map_or(Some(false), |end| end.alive_at(at));
+        tallies
+            .entry("active session")
+            .or_default()
+            .observe("active session", model, got, at);
+        // A read refreshes the idle timeout, capped at the absolute deadline.
+        active_end = got.then(|| at.plus(idle).min(absolute_end));
+
+        let (exists, at) = timed(async { server.command(&["EXISTS", &idle_key]).unwrap() }).await;
+        let exists = exists == Reply::Integer(1);
+        tallies.entry("idle session").or_default().observe(
+            "idle session",
+            idle_end.alive_at(at),
+            exists,
+            at,
+        );
+
+        let (status, at) = timed(tokens.lookup("short-lived")).await;
+        let valid = matches!(status.unwrap(), TokenStatus::Valid(_));
+        tallies
+            .entry("token")
+            .or_default()
+            .observe("token", token_end.alive_at(at), valid, at);
+
+        let (d, at) = timed(limiter.check("192.0.2.50", "signin")).await;
+        let d = d.unwrap();
+        let new_window = window_end.map_or(Some(true), |end| end.alive_at(at).map(|alive| !alive));
+        // Too close to the reset: adopt Redis's view (a fresh window has limit - 1 remaining).
+        let starts = new_window.unwrap_or(d.allowed && d.remaining == limit - 1);
+        if starts {
+            count = 1;
+            window_end = Some(at.plus(window));
+        } else {
+            count += 1;
+        }
+        let model = new_window.map(|_| count <= limit);
+        tallies
+            .entry("fixed window")
+            .or_default()
+            .observe("fixed window", model, d.allowed, at);
+        assert!(d.degraded.is_none(), "{d:?}");
+    }
+    println!("expiry observations per item: {tallies:?}");
+    for (name, t) in &tallies {
+        assert!(
+            t.too_close <= 3,
+            "{name}: {t:?} — too many observations too close to call"
+        );
     }
 }
