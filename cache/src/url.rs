@@ -206,7 +206,7 @@ pub enum UrlError {
     )]
     ClusterWithPath(String),
     #[error(
-        "REDIS_URL sentinel service name `{0}` is not valid: expected letters, digits, `-`, `_` or `.` (e.g. mymaster)"
+        "REDIS_URL sentinel service name `{0}` is not valid: expected letters, digits, `-`, `_` or `.`, not starting with a digit (e.g. mymaster)"
     )]
     BadServiceName(String),
     #[error("REDIS_URL path `/{0}` is not valid: expected /<db>, /<service> or /<service>/<db>")]
@@ -311,7 +311,15 @@ impl RedisUrl {
         };
         if let Some(i) = rest.find("://") {
             let before = rest[..i].rsplit([',', '@', '/']).next().unwrap_or_default();
-            return Err(UrlError::MixedSchemes(before.chars().take(16).collect()));
+            let looks_like_scheme = before.len() <= 16
+                && before
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+');
+            return Err(UrlError::MixedSchemes(if looks_like_scheme {
+                before.to_string()
+            } else {
+                "(not shown)".to_string()
+            }));
         }
         if rest.contains('#') {
             return Err(UrlError::Fragment);
@@ -543,7 +551,9 @@ fn parse_path(path: &str) -> Result<(Option<String>, Option<i64>), UrlError> {
         return Ok((None, Some(parse_db(first)?)));
     }
     let service = decode(first, "sentinel service name")?;
+    // A name that decodes to something numeric (`%30`) would print back as a db number.
     if service.is_empty()
+        || looks_numeric(&service)
         || !service
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))

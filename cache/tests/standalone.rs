@@ -273,7 +273,7 @@ async fn each_store_operation_is_one_round_trip() {
     let mut ids = Vec::new();
     // (operation, the one command a client sends, commands the server runs inside its script)
     let script_internal = [
-        "set", "sadd", "pttl", "pexpire", "get", "time", "incr", "del",
+        "set", "sadd", "pttl", "pexpire", "get", "time", "incr", "del", "type",
     ];
     let measure = |name: &str| (name.to_string(), commandstats(&server));
     let before = measure("session.create");

@@ -2,6 +2,12 @@
 -- KEYS[1] session key, KEYS[2] user index key
 -- ARGV[1] session JSON, ARGV[2] idle TTL (ms), ARGV[3] session id, ARGV[4] index TTL (ms)
 -- Returns 1 when stored, 0 when the id already exists (the caller draws a new id).
+-- Refuse before writing anything if the index is not ours: a failure after the SET would leave
+-- a session that log-out-everywhere cannot find.
+local t = redis.call('TYPE', KEYS[2])['ok']
+if t ~= 'set' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE the user index key holds a ' .. t)
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 0
 end
