@@ -130,30 +130,38 @@ fn cluster<T>(mut items: Vec<(u64, T)>, gap: u64) -> Vec<Vec<T>> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
+/// One server, a fleet of limiters sharing `rule` under `prefix`, hammered on one key for `run_for`.
+async fn hammer_one_key(
+    prefix: &str,
+    algorithm: Algorithm,
+    limit: u32,
+    window_ms: u64,
+    run_for: Duration,
+) -> (RedisServer, Vec<Seen>) {
+    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
+    let rule = Rule {
+        limit,
+        window: Duration::from_millis(window_ms),
+        algorithm,
+    };
+    let limiters = fleet(&server, prefix, &[("signin", rule)], FailureMode::Closed).await;
+    let seen = hammer(&limiters, "signin", Instant::now() + run_for).await;
+    (server, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_window_admits_exactly_the_limit_in_every_window() {
     let _serial = SERIAL.lock().await;
     if !have(&["redis-server"]) {
         return;
     }
-    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
     let (limit, window_ms) = (100u32, 500u64);
-    let rule = Rule {
-        limit,
-        window: Duration::from_millis(window_ms),
-        algorithm: Algorithm::FixedWindow,
-    };
-    let limiters = fleet(
-        &server,
+    let (server, seen) = hammer_one_key(
         "exact-fixed",
-        &[("signin", rule)],
-        FailureMode::Closed,
-    )
-    .await;
-    let seen = hammer(
-        &limiters,
-        "signin",
-        Instant::now() + Duration::from_millis(1800),
+        Algorithm::FixedWindow,
+        limit,
+        window_ms,
+        Duration::from_millis(1800),
     )
     .await;
 
@@ -218,24 +226,13 @@ async fn sliding_window_stays_within_its_documented_bounds() {
     if !have(&["redis-server"]) {
         return;
     }
-    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
     let (limit, window_ms) = (100u32, 500u64);
-    let rule = Rule {
-        limit,
-        window: Duration::from_millis(window_ms),
-        algorithm: Algorithm::SlidingWindow,
-    };
-    let limiters = fleet(
-        &server,
+    let (server, seen) = hammer_one_key(
         "exact-sliding",
-        &[("signin", rule)],
-        FailureMode::Closed,
-    )
-    .await;
-    let seen = hammer(
-        &limiters,
-        "signin",
-        Instant::now() + Duration::from_millis(2200),
+        Algorithm::SlidingWindow,
+        limit,
+        window_ms,
+        Duration::from_millis(2200),
     )
     .await;
     let admitted: Vec<&Seen> = seen.iter().filter(|s| s.decision.allowed).collect();

@@ -664,17 +664,24 @@ fn cases() -> u32 {
         .unwrap_or(64)
 }
 
+/// A fresh redis-server, a current-thread runtime to drive the async stores from proptest's
+/// synchronous runner, and a handle connected to the server.
+fn server_runtime_and_handle() -> (RedisServer, tokio::runtime::Runtime, cache::Redis) {
+    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let redis = rt.block_on(connect(&server.url()));
+    (server, rt, redis)
+}
+
 #[test]
 fn stores_agree_with_the_model() {
     if !have(&["redis-server"]) {
         return;
     }
-    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let redis = rt.block_on(connect(&server.url()));
+    let (server, rt, redis) = server_runtime_and_handle();
     let config = Config {
         cases: cases(),
         // Shrunk cases are printed below; no regression files are written into the source tree.
@@ -709,12 +716,7 @@ fn replay() {
     if !have(&["redis-server"]) {
         return;
     }
-    let server = RedisServer::start(ServerConfig::default()).expect("start redis-server");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let redis = rt.block_on(connect(&server.url()));
+    let (server, rt, redis) = server_runtime_and_handle();
     let ops = replay_ops();
     println!("replaying {} ops", ops.len());
     if let Err(e) = rt.block_on(run_case(&server, &redis, &ops)) {
