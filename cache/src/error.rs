@@ -151,7 +151,10 @@ impl From<RedisError> for Error {
 
 /// A short operator-facing category for a redis-rs error.
 pub(crate) fn category(e: &RedisError) -> &'static str {
-    if e.is_timeout() {
+    // An OOM refusal raised inside a Lua script arrives as an extension error, not as `-OOM`.
+    if e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed") {
+        "out of memory"
+    } else if e.is_timeout() {
         "timeout"
     } else if e.is_connection_refusal() {
         "connection refused"
