@@ -98,6 +98,17 @@ pub struct TopologySpec {
     pub min_replicas_max_lag: u32,
     #[serde(default = "default_persistence")]
     pub persistence: PersistenceMode,
+    /// How often each sentinel sends `INFO` to the nodes it watches (`SENTINEL DEBUG
+    /// info-period`). `None` = Sentinel's own 10 s. Shorter only makes Sentinel *notice* a state
+    /// sooner — chiefly that a restarted old primary still calls itself primary — it changes no
+    /// decision rule; Redis's own Sentinel tests shorten it the same way.
+    #[serde(default)]
+    pub sentinel_info_period_ms: Option<u64>,
+    /// How often each sentinel publishes its hello (`SENTINEL DEBUG publish-period`). `None` =
+    /// Sentinel's own 2 s. Sentinels find each other through these hellos, and Sentinel waits four
+    /// periods before it demotes a restarted old primary.
+    #[serde(default)]
+    pub sentinel_publish_period_ms: Option<u64>,
 }
 
 fn default_down_after() -> u64 {
@@ -241,7 +252,16 @@ pub struct Expectations {
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
+    // Through `toml::Value` rather than `String`, so `duration = 5` gets the expected form too
+    // instead of serde's bare "expected a string".
+    let text = match toml::Value::deserialize(d)? {
+        toml::Value::String(text) => text,
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a duration such as \"1500ms\" or \"3s\" (quoted, with a unit), got {other}"
+            )));
+        }
+    };
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
             "expected a duration such as \"1500ms\" or \"3s\", got {text:?} ({e})"
@@ -251,6 +271,40 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// A TOML syntax or type error as `line L, column C: message`. Not toml's own `Display`: that
+/// quotes the offending line of the file, and a line holding a secret (a `REDIS_URL` pasted into
+/// the wrong file) must not reach a terminal or a CI log.
+fn toml_error(text: &str, e: &toml::de::Error) -> ExperimentError {
+    let mut message = e.message().trim_end().replace('\n', " ");
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return ExperimentError(message);
+    };
+    if message.is_empty() {
+        // toml has no words for some syntax errors (found by fuzzing: a control character in a
+        // comment); name the character instead of printing the position and nothing.
+        message = match text.get(start..).and_then(|t| t.chars().next()) {
+            Some('\n' | '\r') => "unexpected end of line: this is not TOML".into(),
+            Some(c) if c.is_control() => format!(
+                "control character U+{:04X} is not allowed here (TOML allows only tab, and escapes in strings)",
+                c as u32
+            ),
+            Some(c) => format!("unexpected `{c}`: this is not TOML"),
+            None => "unexpected end of file: this is not TOML".into(),
+        };
+    }
+    let before = &text.as_bytes()[..start];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    ExperimentError(format!("line {line}, column {column}: {message}"))
 }
 
 impl Experiment {
@@ -268,7 +322,7 @@ impl Experiment {
 
     /// Parses and validates experiment TOML.
     pub fn parse(text: &str) -> Result<Experiment, ExperimentError> {
-        let exp: Experiment = toml::from_str(text).map_err(|e| ExperimentError(e.to_string()))?;
+        let exp: Experiment = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         exp.validate()?;
         Ok(exp)
     }
@@ -300,6 +354,23 @@ impl Experiment {
         }
         if !(1..=3).contains(&t.quorum) {
             return bad("topology.quorum", "1, 2 or 3 (there are 3 sentinels)");
+        }
+        let periods = [t.sentinel_info_period_ms, t.sentinel_publish_period_ms];
+        if periods
+            .iter()
+            .flatten()
+            .any(|p| !(100..=60_000).contains(p))
+        {
+            return bad(
+                "topology.sentinel_info_period_ms / sentinel_publish_period_ms",
+                "between 100 and 60000 (milliseconds), or absent for Sentinel's defaults",
+            );
+        }
+        if t.kind == TopologyKind::Standalone && periods.iter().any(Option::is_some) {
+            return bad(
+                "topology.sentinel_info_period_ms / sentinel_publish_period_ms",
+                "nothing: a standalone topology has no Sentinel",
+            );
         }
         if t.min_replicas_to_write > 2 {
             return bad(

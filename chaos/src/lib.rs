@@ -12,8 +12,11 @@
 //! | checker | [`checker`] | verdicts over the whole history: acked writes lost, write gap, failover time (from Sentinel's [`events`]), split brain, TTLs ([`ttl`]), persistence |
 //! | report | [`report`] | `results/chaos-<experiment>-<time>/report.json` + `report.md` |
 //!
-//! [`experiment`] parses the operator's TOML file; [`run`] wires one experiment together;
-//! [`observe`] takes the final look after the system settles; [`image`] builds the local image.
+//! [`experiment`] parses the operator's TOML file; [`phases`] wires one experiment together
+//! (topology up → workload → late evidence, verdict, report); [`run`] runs a list of them, the
+//! next topology starting while the previous experiment finishes, and [`guard`] makes sure
+//! nothing of them survives Ctrl-C; [`repeat`] summarises `--repeat N`; [`observe`] takes the
+//! final look after the system settles; [`image`] builds the local image.
 
 pub mod checker;
 pub mod client;
@@ -21,17 +24,21 @@ pub mod db;
 pub mod events;
 pub mod experiment;
 pub mod generator;
+pub mod guard;
 pub mod history;
 pub mod image;
 pub mod nemesis;
 pub mod observe;
+pub mod phases;
+pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod ttl;
 
 pub use db::BackendKind;
 pub use experiment::Experiment;
-pub use run::{RunError, RunOptions, run_guarded};
+pub use guard::Interrupt;
+pub use run::{Event, RunError, RunOptions, run_guarded, run_plan};
 
 /// The image used when none is given and `redis:7-alpine` is not present locally.
 pub const LOCAL_IMAGE: &str = "authority-redis:local";

@@ -7,12 +7,17 @@
 //! | 1 | an invariant failed, or an experiment could not complete |
 //! | 2 | usage error: bad flag, bad experiment file (the message names the field) |
 //! | 3 | the environment is missing something: Docker engine, image, Redis binaries |
-//! | 130 | interrupted with Ctrl-C (after removing every node) |
+//! | 130 | interrupted with Ctrl-C (after removing every node and directory of the run) |
+//! | 143 | terminated with SIGTERM (same cleanup) |
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chaos::{BackendKind, Experiment, RunError, RunOptions, choose_backend, run_guarded};
+use chaos::repeat::{Aggregate, Repetition};
+use chaos::report::results_dir;
+use chaos::{
+    BackendKind, Event, Experiment, Interrupt, RunError, RunOptions, choose_backend, run_plan,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -43,7 +48,10 @@ struct Common {
     /// only that one is present].
     #[arg(long)]
     image: Option<String>,
-    /// Run each experiment this many times.
+    /// Run each experiment this many times. Each run keeps its own results directory; after the
+    /// last, `chaos-<experiment>-x<N>-<time>/summary.json` and `summary.md` give every run's
+    /// figures and min/median/max of failover time, write gap, acked writes lost and wall time.
+    /// Exit 1 if any run fails.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: u32,
     /// Directory for `chaos-<experiment>-<time>/` result folders.
@@ -150,6 +158,15 @@ fn load_dir(dir: &Path) -> Result<Vec<Experiment>, String> {
 }
 
 async fn run_all(experiments: Vec<Experiment>, common: Common) -> u8 {
+    // Listen before anything starts: a signal during the Docker probe or between two experiments
+    // must not be lost (see chaos::guard).
+    let mut interrupt = match Interrupt::ctrl_c_and_term() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("chaos: cannot listen for Ctrl-C: {e}");
+            return 1;
+        }
+    };
     let backend = match common.backend {
         BackendArg::Auto => None,
         BackendArg::Docker => Some(BackendKind::Docker),
@@ -168,50 +185,126 @@ async fn run_all(experiments: Vec<Experiment>, common: Common) -> u8 {
         image,
         results_root: common.results.clone(),
     };
-    let mut summary = Vec::new();
-    let mut code = 0u8;
-    for exp in experiments {
-        for round in 1..=common.repeat {
-            let name = exp.name.clone();
-            eprintln!("chaos: running {name} ({round}/{})", common.repeat);
-            match run_guarded(exp.clone(), opts.clone()).await {
-                Ok(outcome) => {
-                    let line = outcome.report.summary_line();
-                    println!("{line}\n  -> {}", outcome.dir.display());
-                    for i in outcome.report.verdict.invariants.iter() {
-                        if i.holds == Some(false) {
-                            println!(
-                                "  VIOLATED {}: expected {}, measured {}",
-                                i.name, i.expected, i.measured
-                            );
-                        }
-                    }
-                    if !outcome.report.verdict.pass {
-                        code = code.max(1);
-                    }
-                    summary.push(line);
-                }
-                Err(RunError::Interrupted) => {
-                    eprintln!("chaos: {}", RunError::Interrupted);
-                    return 130;
-                }
-                Err(e @ RunError::Environment(_)) => {
-                    eprintln!("chaos: {name}: {e}");
-                    return 3;
-                }
-                Err(e) => {
-                    eprintln!("chaos: {name}: {e}");
-                    summary.push(format!("{name}: ERROR {e}"));
-                    code = code.max(1);
-                }
-            }
+    let repeat = common.repeat as usize;
+    let plan: Vec<Experiment> = experiments
+        .iter()
+        .flat_map(|e| std::iter::repeat_n(e.clone(), repeat))
+        .collect();
+    let total = plan.len();
+    let names: Vec<String> = plan.iter().map(|e| e.name.clone()).collect();
+    let mut printer = Printer {
+        names: &names,
+        repeat,
+        backend,
+        results: &common.results,
+        summary: Vec::new(),
+        rounds: Vec::new(),
+        code: 0,
+    };
+    let result = run_plan(plan, opts, &mut interrupt, |event| match event {
+        Event::Starting { index } => {
+            eprintln!(
+                "chaos: running {} ({}/{total}): starting nodes",
+                names[index],
+                index + 1
+            )
         }
+        Event::NodesUp {
+            index,
+            nodes,
+            setup,
+        } => {
+            let list: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("{} :{}", n.name, n.port))
+                .collect();
+            eprintln!(
+                "chaos: {}: nodes up in {:.1} s ({}); workload starts",
+                names[index],
+                setup.as_secs_f64(),
+                list.join(", ")
+            );
+        }
+        Event::Finished { index, result } => printer.finished(index, *result),
+    })
+    .await;
+    match result {
+        Err(e @ RunError::Interrupted { signal, .. }) => {
+            eprintln!("chaos: {e}");
+            return 128u8.saturating_add(u8::try_from(signal).unwrap_or(0));
+        }
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return 1;
+        }
+        Ok(()) => {}
     }
-    if summary.len() > 1 {
+    if printer.summary.len() > 1 {
         println!("\nsummary:");
-        for l in &summary {
+        for l in &printer.summary {
             println!("  {l}");
         }
     }
-    code
+    printer.code
+}
+
+/// Prints each verdict as it arrives and, with `--repeat`, the aggregate after the last round.
+struct Printer<'a> {
+    names: &'a [String],
+    repeat: usize,
+    backend: BackendKind,
+    results: &'a Path,
+    summary: Vec<String>,
+    /// This experiment's rounds so far.
+    rounds: Vec<Repetition>,
+    code: u8,
+}
+
+impl Printer<'_> {
+    fn finished(&mut self, index: usize, result: Result<chaos::run::Outcome, RunError>) {
+        let name = &self.names[index];
+        match &result {
+            Ok(outcome) => {
+                let line = outcome.report.summary_line();
+                println!("{line}\n  -> {}", outcome.dir.display());
+                for i in outcome.report.verdict.invariants.iter() {
+                    if i.holds == Some(false) {
+                        println!(
+                            "  VIOLATED {}: expected {}, measured {}",
+                            i.name, i.expected, i.measured
+                        );
+                    }
+                }
+                if !outcome.report.verdict.pass {
+                    self.code = self.code.max(1);
+                }
+                self.summary.push(line);
+            }
+            Err(e @ RunError::Environment(_)) => {
+                eprintln!("chaos: {name}: {e}");
+                self.code = 3;
+            }
+            Err(e) => {
+                eprintln!("chaos: {name}: {e}");
+                self.summary.push(format!("{name}: ERROR {e}"));
+                self.code = self.code.max(1);
+            }
+        }
+        if self.repeat < 2 {
+            return;
+        }
+        let round = self.rounds.len() as u32 + 1;
+        self.rounds.push(Repetition::new(round, &result));
+        if self.rounds.len() == self.repeat {
+            let aggregate = Aggregate::new(name, self.backend, std::mem::take(&mut self.rounds));
+            let started = time::OffsetDateTime::now_utc();
+            let dir = results_dir(self.results, &format!("{name}-x{}", self.repeat), started);
+            let line = aggregate.summary_line();
+            match aggregate.write(&dir) {
+                Ok(()) => println!("{line}\n  -> {}", dir.display()),
+                Err(e) => eprintln!("chaos: writing {}: {e}", dir.display()),
+            }
+            self.summary.push(line);
+        }
+    }
 }

@@ -8,7 +8,9 @@
 //! A `pause` with a `duration` schedules its own `resume`. After restarting a node that was the
 //! primary when it went down, the nemesis watches it (`ROLE`, every 100 ms, ≤ 20 s) and records
 //! the moment it reports `slave`: the old primary must rejoin as a replica, never come back as a
-//! second primary.
+//! second primary. [`run`] returns once the last fault has fired and hands back those watches
+//! ([`Rejoins`]) still running: the final reads need no more faults, not the rejoin, so the runner
+//! does both at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,19 @@ use futures_util::future::join_all;
 
 use crate::db::{Db, NodeAction, NodeKind};
 use crate::experiment::{FaultAction, FaultSpec, FaultTarget, TopologyKind};
+use crate::guard::AbortOnDrop;
 use crate::history::{Clock, FaultEvent, History};
+
+/// The rejoin watches still running after the last fault; aborted if dropped (Ctrl-C), so none
+/// keeps the topology alive.
+pub struct Rejoins(Vec<AbortOnDrop<()>>);
+
+impl Rejoins {
+    /// Waits until every watch has recorded its outcome (each gives up after 20 s).
+    pub async fn join(mut self) {
+        join_all(self.0.iter_mut().map(AbortOnDrop::join)).await;
+    }
+}
 
 /// What the nemesis did to a node, and whether it was the primary then.
 #[derive(Clone, Copy, Debug)]
@@ -49,9 +63,14 @@ fn node_action(a: FaultAction) -> NodeAction {
     }
 }
 
-/// Runs every fault of `faults` at its time and returns when the last one (and every rejoin
-/// watch) is done.
-pub async fn run(db: Arc<Db>, faults: Vec<FaultSpec>, clock: Clock, history: Arc<History>) {
+/// Runs every fault of `faults` at its time; returns when the last one has fired, with the
+/// rejoin watches it started.
+pub async fn run(
+    db: Arc<Db>,
+    faults: Vec<FaultSpec>,
+    clock: Clock,
+    history: Arc<History>,
+) -> Rejoins {
     let mut plan: Vec<Planned> = faults
         .iter()
         .map(|f| Planned {
@@ -122,7 +141,7 @@ pub async fn run(db: Arc<Db>, faults: Vec<FaultSpec>, clock: Clock, history: Arc
                 NodeAction::Restart | NodeAction::Resume => {
                     let was_primary = damaged.remove(&i).is_some_and(|d| d.was_primary);
                     if was_primary && db.spec.kind == TopologyKind::Sentinel {
-                        watches.push(tokio::spawn(watch_rejoin(
+                        watches.push(AbortOnDrop::spawn(watch_rejoin(
                             db.clone(),
                             i,
                             clock,
@@ -141,7 +160,7 @@ pub async fn run(db: Arc<Db>, faults: Vec<FaultSpec>, clock: Clock, history: Arc
             });
         }
     }
-    join_all(watches).await;
+    Rejoins(watches)
 }
 
 fn resolve(

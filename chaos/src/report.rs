@@ -29,7 +29,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     pub started_utc: String,
+    /// This experiment's own time: setup + workload + finish (in a suite, not the time its
+    /// prepared topology waited for the previous experiment).
     pub wall_time_s: f64,
+    pub timing: Timing,
     /// The client URL with the password redacted.
     pub url: String,
     pub nodes: Vec<NodeInfo>,
@@ -38,6 +41,18 @@ pub struct Report {
     pub final_state: FinalState,
     pub verdict: Verdict,
     pub total_ops: usize,
+}
+
+/// Where an experiment's wall time went (see [`crate::phases`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    /// Nodes started and the topology formed (in a suite, overlapping the previous experiment's
+    /// finish).
+    pub setup_s: f64,
+    /// Clients connected and the workload ran for `duration`.
+    pub workload_s: f64,
+    /// Late TTL probes, the old primary's rejoin, final reads, teardown excluded.
+    pub finish_s: f64,
 }
 
 /// `chaos-<name>-<YYYYmmddTHHMMSSZ>` (+ `-N` if that exists already).
@@ -96,9 +111,12 @@ impl Report {
         let _ = writeln!(s, "{}\n", e.description.trim());
         let _ = writeln!(
             s,
-            "- started {} (UTC), wall time {:.1} s, backend `{}`{}\n- topology `{:?}`, persistence `{:?}`, down-after {} ms, failover-timeout {} ms, min-replicas-to-write {}\n- client `{}`, {} clients, {} operations recorded\n",
+            "- started {} (UTC), wall time {:.1} s (setup {:.1} s, workload {:.1} s, finish {:.1} s), backend `{}`{}\n- topology `{:?}`, persistence `{:?}`, down-after {} ms, failover-timeout {} ms, min-replicas-to-write {}{}\n- client `{}`, {} clients, {} operations recorded\n",
             self.started_utc,
             self.wall_time_s,
+            self.timing.setup_s,
+            self.timing.workload_s,
+            self.timing.finish_s,
             backend_name(self.backend),
             self.image
                 .as_ref()
@@ -108,6 +126,7 @@ impl Report {
             e.topology.down_after_ms,
             e.topology.failover_timeout_ms,
             e.topology.min_replicas_to_write,
+            sentinel_periods(e),
             self.url,
             e.workload.clients,
             self.total_ops
@@ -182,6 +201,22 @@ impl Report {
         t.sort_by(|a, b| a.0.total_cmp(&b.0));
         t
     }
+}
+
+/// The Sentinel polling periods, when the experiment changes them from Sentinel's defaults.
+fn sentinel_periods(e: &Experiment) -> String {
+    let t = &e.topology;
+    let show = |v: Option<u64>, default: u64| {
+        v.map_or(format!("{default} ms (default)"), |v| format!("{v} ms"))
+    };
+    if t.sentinel_info_period_ms.is_none() && t.sentinel_publish_period_ms.is_none() {
+        return String::new();
+    }
+    format!(
+        ", Sentinel INFO period {}, hello period {}",
+        show(t.sentinel_info_period_ms, 10_000),
+        show(t.sentinel_publish_period_ms, 2_000)
+    )
 }
 
 pub fn backend_name(b: BackendKind) -> &'static str {

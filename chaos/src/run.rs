@@ -1,28 +1,35 @@
-//! One experiment from start to verdict: db → generator + nemesis + sentinel watch + TTL prober →
-//! settle and final reads → checker → report.
+//! The runner: a list of experiments, one after another, guarded so that nothing of them
+//! survives any way out — the end, an error, a panic, Ctrl-C or SIGTERM.
 //!
-//! Cleanup is structured so that nothing survives any way out of here:
-//! - the normal path tears the topology down explicitly (`Db::teardown`);
+//! Each experiment goes through the three [`phases`](crate::phases). While experiment *n* is in
+//! its last phase (mostly waiting for late TTL probes and the old primary's rejoin), the topology
+//! of experiment *n + 1* starts; its workload starts only once *n* is torn down, so no two
+//! workloads, and no workload and a teardown, ever share the machine.
+//!
+//! Cleanup, in order of politeness:
+//! - the normal path tears each topology down explicitly (`Db::teardown`);
 //! - an error or a panic drops the `Db`, whose nodes kill themselves on drop (processes) or are
-//!   removed by testcontainers' drop; and the caller ([`run_guarded`]) additionally force-removes
-//!   every container labelled with this run's id;
-//! - Ctrl-C: [`run_guarded`] aborts the experiment task (dropping everything above) and then sweeps.
+//!   removed by testcontainers' drop;
+//! - a signal aborts the task that runs the list (dropping both topologies it may hold), waits
+//!   until every node operation that the abort could not stop has reported back (see
+//!   [`crate::guard`]), and only then force-removes every container labelled with one of the
+//!   list's run ids.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::checker::{Evidence, judge};
-use crate::client::Client;
-use crate::db::{BackendKind, Db, DbError, docker, random_hex};
-use crate::events::SentinelWatch;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use crate::db::{BackendKind, DbError, NodeInfo, docker, random_hex};
 use crate::experiment::Experiment;
-use crate::generator::Generator;
-use crate::history::{Clock, History};
-use crate::nemesis;
-use crate::observe::final_state;
-use crate::report::{Report, SCHEMA_VERSION, results_dir};
-use crate::ttl::TtlProber;
+use crate::guard::{self, AbortOnDrop, Interrupt, Pending, signal_name};
+use crate::phases::Prepared;
+use crate::report::Report;
+
+/// How long, after a signal, the runner waits for node operations in flight (a container being
+/// created) before it sweeps anyway and says what may be left.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
 
 /// How to run, decided at the edge (CLI or test).
 #[derive(Clone, Debug)]
@@ -41,8 +48,9 @@ pub enum RunError {
     Environment(String),
     #[error("{0}")]
     Failed(String),
-    #[error("interrupted (Ctrl-C); every node of the run was removed")]
-    Interrupted,
+    /// SIGINT or SIGTERM (exit 128 + signal).
+    #[error("interrupted by {}; {detail}", signal_name(*signal))]
+    Interrupted { signal: i32, detail: String },
 }
 
 impl From<DbError> for RunError {
@@ -54,140 +62,163 @@ impl From<DbError> for RunError {
     }
 }
 
-/// A spawned task that must not outlive the experiment that spawned it: it holds the `Db`, and an
-/// aborted experiment (Ctrl-C) must release the nodes, not keep injecting faults.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The report and where it was written.
 pub struct Outcome {
     pub report: Report,
     pub dir: PathBuf,
 }
 
-/// Runs `exp` in its own task, so that a panic or Ctrl-C still leads to cleanup.
+/// What the runner tells its caller, in order; `index` is the position in the list.
+pub enum Event {
+    /// The experiment's nodes are being started (for `index > 0`: while the previous experiment
+    /// finishes).
+    Starting { index: usize },
+    /// The topology is formed and the workload starts now.
+    NodesUp {
+        index: usize,
+        nodes: Vec<NodeInfo>,
+        setup: Duration,
+    },
+    /// The verdict, or why there is none (boxed: a report is large, the other events small).
+    Finished {
+        index: usize,
+        result: Box<Result<Outcome, RunError>>,
+    },
+}
+
+/// Runs one experiment; Ctrl-C removes its nodes and returns [`RunError::Interrupted`].
 pub async fn run_guarded(exp: Experiment, opts: RunOptions) -> Result<Outcome, RunError> {
-    let run_id = random_hex(4);
+    let mut interrupt = Interrupt::ctrl_c()
+        .map_err(|e| RunError::Failed(format!("cannot listen for Ctrl-C: {e}")))?;
+    let mut outcome = None;
+    run_plan(vec![exp], opts, &mut interrupt, |event| {
+        if let Event::Finished { result, .. } = event {
+            outcome = Some(*result);
+        }
+    })
+    .await?;
+    outcome.unwrap_or_else(|| {
+        Err(RunError::Failed(
+            "the experiment ended without a result".into(),
+        ))
+    })
+}
+
+/// Runs `plan` in order, reporting through `on_event`. Stops early when the environment is
+/// missing something (Docker, binaries: every later experiment would fail the same way).
+/// `Err` only for a signal ([`RunError::Interrupted`]) or a panic; each experiment's own
+/// failure arrives as [`Event::Finished`].
+pub async fn run_plan(
+    plan: Vec<Experiment>,
+    opts: RunOptions,
+    interrupt: &mut Interrupt,
+    mut on_event: impl FnMut(Event),
+) -> Result<(), RunError> {
     if opts.backend == BackendKind::Docker {
         docker::sweep_orphans().await;
     }
-    let task = tokio::spawn(run(exp, opts.clone(), run_id.clone()));
-    let abort = task.abort_handle();
-    let result = tokio::select! {
-        r = task => r.unwrap_or_else(|e| Err(RunError::Failed(format!("the experiment panicked: {e}")))),
-        _ = tokio::signal::ctrl_c() => {
-            abort.abort();
-            Err(RunError::Interrupted)
+    let (pending, all_back) = guard::pending();
+    let run_ids = RunIds::default();
+    let (tx, mut rx) = unbounded_channel();
+    let mut task = AbortOnDrop::spawn(drive(plan, opts.clone(), tx, run_ids.clone(), pending));
+    let signal = loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => on_event(event),
+                None => break None,
+            },
+            signal = interrupt.recv() => break Some(signal),
         }
     };
+    task.abort();
+    let ended = task.join().await;
+    let all_done = all_back.wait(CLEANUP_LIMIT).await;
     if opts.backend == BackendKind::Docker {
-        docker::sweep_run(&run_id).await;
+        let ids = run_ids.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for id in ids {
+            docker::sweep_run(&id).await;
+        }
     }
-    result
+    match (signal, ended) {
+        (Some(signal), _) => Err(RunError::Interrupted {
+            signal,
+            detail: if all_done {
+                "every node of the run was removed".into()
+            } else {
+                format!(
+                    "node operations were still running after {}s; check `docker ps -a --filter \
+                     label=authority-chaos.pid={}` and /tmp/localredis-*",
+                    CLEANUP_LIMIT.as_secs(),
+                    std::process::id()
+                )
+            },
+        }),
+        (None, Err(e)) if e.is_panic() => {
+            Err(RunError::Failed(format!("the experiment panicked: {e}")))
+        }
+        (None, _) => Ok(()),
+    }
 }
 
-async fn run(exp: Experiment, opts: RunOptions, run_id: String) -> Result<Outcome, RunError> {
-    let wall = Instant::now();
-    let started = time::OffsetDateTime::now_utc();
-    let db = Arc::new(Db::start(&exp.topology, opts.backend, &opts.image, &run_id).await?);
-    let result = experiment(&exp, &db, &opts, wall, started).await;
-    match Arc::try_unwrap(db) {
-        Ok(db) => db.teardown().await,
-        Err(db) => drop(db),
-    }
-    let (report, ops) = result?;
-    let dir = results_dir(&opts.results_root, &exp.name, started);
-    report
-        .write(&dir, &ops)
-        .map_err(|e| RunError::Failed(format!("writing {}: {e}", dir.display())))?;
-    Ok(Outcome { report, dir })
-}
+/// Every run id the list used: the labels to sweep after a signal.
+#[derive(Clone, Default)]
+struct RunIds(Arc<Mutex<Vec<String>>>);
 
-async fn experiment(
-    exp: &Experiment,
-    db: &Arc<Db>,
-    opts: &RunOptions,
-    wall: Instant,
-    started: time::OffsetDateTime,
-) -> Result<(Report, Vec<crate::history::Op>), RunError> {
-    let url = db.url();
-    let mut clients = Vec::new();
-    for _ in 0..exp.workload.clients {
-        clients.push(
-            Client::connect(&url, &exp.workload)
-                .await
-                .map_err(|e| RunError::Failed(format!("client cannot connect: {e}")))?,
-        );
-    }
-    let prober_client = Client::connect(&url, &exp.workload)
-        .await
-        .map_err(|e| RunError::Failed(format!("TTL prober cannot connect: {e}")))?;
-    let initial_primary_port = db.nodes[0].port;
-
-    let history = Arc::new(History::default());
-    let clock = Clock::start();
-    let sentinels = db.sentinels().map(|n| (n.name.clone(), n.port)).collect();
-    let watch = SentinelWatch::start(sentinels, clock, history.clone()).await;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let prober = TtlProber::start(
-        prober_client.redis.clone(),
-        exp.workload.short_session_ttl,
-        exp.workload.ttl_tolerance,
-        clock,
-        history.clone(),
-        rx,
-    );
-    let generator = Generator::start(clients, exp.workload.interval, clock, history.clone(), tx);
-    let mut nemesis = AbortOnDrop(tokio::spawn(nemesis::run(
-        db.clone(),
-        exp.faults.clone(),
-        clock,
-        history.clone(),
-    )));
-    tokio::time::sleep_until(clock.instant_at(exp.duration.as_secs_f64() * 1000.0).into()).await;
-    generator.stop().await;
-    (&mut nemesis.0)
-        .await
-        .map_err(|e| RunError::Failed(format!("the nemesis failed: {e}")))?;
-    let probes = prober.finish().await;
-    let final_state = final_state(db, &exp.workload, clock, &history).await;
-    // A few more ms of Sentinel events (e.g. +convert-to-slave right after the last restart).
-    drop(watch);
-
-    let ops = history.ops();
-    let sessions = history.sessions();
-    let faults = history.faults();
-    let sentinel_events = history.sentinel_events();
-    let verdict = judge(&Evidence {
-        experiment: exp,
-        ops: &ops,
-        sessions: &sessions,
-        faults: &faults,
-        sentinel_events: &sentinel_events,
-        probes: &probes,
-        final_state: &final_state,
-        initial_primary_port,
-    });
-    let fmt = time::format_description::well_known::Rfc3339;
-    let report = Report {
-        schema_version: SCHEMA_VERSION,
-        experiment: exp.clone(),
-        backend: opts.backend,
-        image: (opts.backend == BackendKind::Docker).then(|| opts.image.clone()),
-        started_utc: started.format(&fmt).unwrap_or_default(),
-        wall_time_s: wall.elapsed().as_secs_f64(),
-        url: cache::RedisUrl::parse(&url).map_or_else(|_| "(unparsable)".into(), |u| u.to_string()),
-        nodes: db.nodes.clone(),
-        faults,
-        sentinel_events,
-        final_state,
-        verdict,
-        total_ops: ops.len(),
+/// The body of [`run_plan`], in its own task so a signal can abort it.
+async fn drive(
+    plan: Vec<Experiment>,
+    opts: RunOptions,
+    events: UnboundedSender<Event>,
+    run_ids: RunIds,
+    pending: Pending,
+) {
+    let prepare = |index: usize| {
+        let run_id = random_hex(4);
+        run_ids
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(run_id.clone());
+        let _ = events.send(Event::Starting { index });
+        let (exp, opts, pending) = (plan[index].clone(), opts.clone(), pending.clone());
+        AbortOnDrop::spawn(async move { Prepared::start(exp, &opts, &run_id, &pending).await })
     };
-    Ok((report, ops))
+    let mut next = (!plan.is_empty()).then(|| prepare(0));
+    for index in 0..plan.len() {
+        let Some(mut starting) = next.take() else {
+            return;
+        };
+        let prepared = starting.join().await.unwrap_or_else(|e| {
+            Err(RunError::Failed(format!(
+                "starting the topology panicked: {e}"
+            )))
+        });
+        let running = match prepared {
+            Ok(p) => {
+                let _ = events.send(Event::NodesUp {
+                    index,
+                    nodes: p.nodes().to_vec(),
+                    setup: p.setup(),
+                });
+                p.workload(&opts).await
+            }
+            Err(e) => Err(e),
+        };
+        let environment_missing = matches!(running, Err(RunError::Environment(_)));
+        if index + 1 < plan.len() && !environment_missing {
+            next = Some(prepare(index + 1));
+        }
+        let result = match running {
+            Ok(finishing) => finishing.finish().await,
+            Err(e) => Err(e),
+        };
+        let stop = matches!(result, Err(RunError::Environment(_)));
+        let _ = events.send(Event::Finished {
+            index,
+            result: Box::new(result),
+        });
+        if stop {
+            return;
+        }
+    }
 }

@@ -37,6 +37,18 @@ enum Command {
     /// Diagnose a Redis deployment: reachability, node states, and an audit of its settings
     /// against the guide (exit 1 on a high-severity finding, 3 if unreachable)
     Doctor(DoctorCliArgs),
+    /// Compare a run with a baseline: throughput, p99 and p99.9 per op with confidence
+    /// intervals (exit 1 if a metric regressed beyond --max-regression, 2 for unusable inputs)
+    Compare(crate::compare::CompareArgs),
+    /// Step the offered load until the SLO breaks or throughput stops growing; report the knee
+    /// (exit 1 if no step met the SLO)
+    Sweep(crate::sweep::SweepArgs),
+    /// Measure bytes per session/token/counter and project what fits in a maxmemory (exit 1 if
+    /// the scenario's keyspace does not fit)
+    Capacity(crate::capacity::CapacityArgs),
+    /// Run a workload bigger than maxmemory under each eviction policy: SAFE or UNSAFE for
+    /// sessions and rate limits (exit 1 if one is UNSAFE)
+    Evict(crate::evict::EvictArgs),
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +225,7 @@ pub fn main() -> i32 {
     };
     let args = match cli.command {
         Command::Run(args) => args,
+        Command::Compare(args) => return crate::compare::main(args),
         Command::Doctor(args) => {
             let args = match resolve_doctor(args, std::env::var("REDIS_URL").ok()) {
                 Ok(a) => a,
@@ -225,6 +238,15 @@ pub fn main() -> i32 {
                 Ok(rt) => rt.block_on(crate::doctor::run(args)),
                 Err(e) => fail(Fatal::run(format!("cannot start the async runtime: {e}"))),
             };
+        }
+        Command::Sweep(a) => {
+            return block_on(crate::sweep::run(a, std::env::var("REDIS_URL").ok()));
+        }
+        Command::Capacity(a) => {
+            return block_on(crate::capacity::run(a, std::env::var("REDIS_URL").ok()));
+        }
+        Command::Evict(a) => {
+            return block_on(crate::evict::run(a, std::env::var("REDIS_URL").ok()));
         }
     };
     let (opts, dry_run) = match resolve(args, std::env::var("REDIS_URL").ok()) {
@@ -252,6 +274,21 @@ pub fn main() -> i32 {
         Err(f) => fail(f),
     };
     // Users still winding down must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+/// Runs a subcommand to its exit code on a fresh runtime; users still winding down after an
+/// attack must not keep the process alive.
+fn block_on(command: impl std::future::Future<Output = Result<i32, Fatal>>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(Fatal::run(format!("cannot start the async runtime: {e}"))),
+    };
+    let code = runtime.block_on(command).unwrap_or_else(fail);
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }

@@ -20,9 +20,16 @@
 //! | [`verdict`] | SLO and invariant verdicts → exit code |
 //! | [`run`] | the whole run, start to exit code |
 //! | [`doctor`] | `loadgen doctor`: reachability and configuration audit with fixes |
+//! | [`compare`] | `loadgen compare`: the CI regression gate, noise-aware verdicts per op and metric |
+//! | [`sweep`] | `loadgen sweep`: step the load to the knee, one goose attack per step |
+//! | [`capacity`] | `loadgen capacity`: bytes per key kind, what fits in a maxmemory |
+//! | [`evict`] | `loadgen evict`: eviction policies vs sessions and rate limits, SAFE/UNSAFE |
 
+pub mod capacity;
 pub mod cli;
+pub mod compare;
 pub mod doctor;
+pub mod evict;
 pub mod invariants;
 pub mod keyspace;
 pub mod observe;
@@ -32,6 +39,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod status;
+pub mod sweep;
 pub mod target;
 pub mod verdict;
 pub mod workload;

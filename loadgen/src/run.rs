@@ -53,7 +53,7 @@ pub fn interrupted() -> bool {
 
 /// Our Ctrl-C handler. Installed before goose's, so goose's own `set_handler` fails (it then only
 /// logs) and this one stays in charge for the whole run, including seeding.
-fn install_ctrl_c() {
+pub fn install_ctrl_c() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::Relaxed) {
             eprintln!("\nsecond Ctrl-C: exiting now");
@@ -66,7 +66,8 @@ fn install_ctrl_c() {
     });
 }
 
-fn utc_stamp() -> (String, String) {
+/// `(directory stamp, RFC 3339)` of now, UTC.
+pub fn utc_stamp() -> (String, String) {
     let now = time::OffsetDateTime::now_utc();
     let dir = now
         .format(time::macros::format_description!(
@@ -115,7 +116,8 @@ fn selected(info: &Info) -> std::collections::BTreeMap<String, f64> {
     m
 }
 
-async fn build_workload(
+/// The stores and an empty keyspace for the scenario on the target (nothing written yet).
+pub async fn build_workload(
     s: &Scenario,
     target: &Target,
     inject_delay: Option<Duration>,
@@ -272,6 +274,12 @@ async fn measure(
 
     let after = observe::info(redis, "all").await.unwrap_or_default();
     let bytes_per_key = observe::memory_per_key(redis, &s.keyspace.prefix, 32).await;
+    // Skipped after Ctrl-C: the operator wants out, not more writes.
+    let memory_projection = if interrupted() {
+        None
+    } else {
+        crate::capacity::for_results(redis, s).await
+    };
     let measured = w.recorder.finish();
     let measured_seconds = match w.recorder.window.start() {
         Some(start) if attack_ended > start => attack_ended
@@ -361,6 +369,7 @@ async fn measure(
             .map(|o| (o.op.name().to_string(), o.error_kinds.clone()))
             .collect(),
         environment: Environment::here(redis_version, Some(calibration)),
+        memory_projection,
     };
     report::write_all(dir, &summary, &measured)
         .map_err(|e| Fatal::usage(format!("writing results to {}: {e}", dir.display())))?;

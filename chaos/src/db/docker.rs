@@ -17,6 +17,15 @@
 //!   `authority-chaos.pid=<our pid>`. Teardown removes this run's containers by label (so a panic
 //!   half-way through start-up still removes what was created), and [`sweep_orphans`] removes
 //!   containers of earlier runs whose process is gone (a harness killed with `kill -9`).
+//! - **Creation runs in its own task, holding a [`Pending`] token.** The engine finishes a
+//!   `create` whose client went away; if Ctrl-C aborted the experiment mid-request, the container
+//!   would appear after the runner's sweep by label. The task always sees its request through, and
+//!   removes the container itself when nobody is waiting for it; the runner sweeps only once every
+//!   token is back.
+//! - **Started in two concurrent waves** (the three data nodes, then the three sentinels):
+//!   creating a container costs ~0.5 s of engine time, and nothing in a wave depends on another
+//!   node of the same wave — a replica retries until its primary listens. Sentinels wait for the
+//!   data nodes, or they would count the primary down before the experiment starts.
 
 use std::collections::HashMap;
 
@@ -29,8 +38,11 @@ use testcontainers::core::client::docker_client_instance;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 
+use futures_util::future::join_all;
+
 use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives};
 use crate::experiment::{PersistenceMode, TopologyKind, TopologySpec};
+use crate::guard::Pending;
 
 const RUN_LABEL: &str = "authority-chaos.run";
 const PID_LABEL: &str = "authority-chaos.pid";
@@ -125,16 +137,22 @@ fn sentinel_conf(spec: &TopologySpec, port: u16, password: &str, primary: u16) -
     .join("\n")
 }
 
+/// One container to create: what [`start_container`] needs.
+struct ContainerSpec {
+    name: String,
+    binary: &'static str,
+    conf_name: &'static str,
+    conf: String,
+}
+
 async fn start_container(
     image: &str,
     run_id: &str,
-    name: &str,
-    binary: &str,
-    conf_name: &str,
-    conf: String,
+    spec: ContainerSpec,
 ) -> Result<ContainerAsync<GenericImage>, DbError> {
     let (repo, tag) = split_image(image);
-    let conf_path = format!("/data/{conf_name}");
+    let conf_path = format!("/data/{}", spec.conf_name);
+    let name = spec.name;
     GenericImage::new(repo, tag)
         .with_wait_for(WaitFor::Nothing)
         .with_network("host")
@@ -143,16 +161,47 @@ async fn start_container(
         .with_label(PID_LABEL, std::process::id().to_string())
         .with_copy_to(
             CopyTargetOptions::new(conf_path.clone()).with_mode(0o600),
-            conf.into_bytes(),
+            spec.conf.into_bytes(),
         )
-        .with_cmd([binary.to_string(), conf_path])
+        .with_cmd([spec.binary.to_string(), conf_path])
         .start()
         .await
         .map_err(|e| DbError::Failed(format!("starting container {name} from {image}: {e}")))
 }
 
-fn free_port() -> Result<u16, DbError> {
-    localredis::free_port().map_err(|e| DbError::Failed(format!("finding a free port: {e}")))
+/// [`start_container`] in a task of its own that cannot be cancelled half-way (see the module
+/// docs): if the caller has gone when the container exists, the task removes it.
+async fn start_detached(
+    image: &str,
+    run_id: &str,
+    spec: ContainerSpec,
+    pending: &Pending,
+) -> Result<ContainerAsync<GenericImage>, DbError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (image, run_id, token) = (image.to_string(), run_id.to_string(), pending.clone());
+    tokio::spawn(async move {
+        let started = start_container(&image, &run_id, spec).await;
+        if let Err(Ok(orphan)) = tx.send(started) {
+            let _ = orphan.rm().await;
+        }
+        drop(token);
+    });
+    rx.await
+        .map_err(|_| DbError::Failed("the container start task panicked".into()))?
+}
+
+/// `n` distinct loopback ports that were free a moment ago (all bound at once, so no two are
+/// the same; Redis binds them a moment later).
+fn free_ports(n: usize) -> Result<Vec<u16>, DbError> {
+    let failed = |e: std::io::Error| DbError::Failed(format!("finding a free port: {e}"));
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(failed))
+        .collect()
 }
 
 impl DockerNodes {
@@ -161,6 +210,7 @@ impl DockerNodes {
         password: &str,
         image: &str,
         run_id: &str,
+        pending: &Pending,
     ) -> Result<(DockerNodes, Vec<NodeInfo>), DbError> {
         let docker = engine().await.map_err(DbError::Environment)?;
         if !image_exists(&docker, image).await {
@@ -174,67 +224,94 @@ impl DockerNodes {
             containers: Vec::new(),
             run_id: run_id.to_string(),
         };
-        let mut infos = Vec::new();
-        let data_count = if spec.kind == TopologyKind::Sentinel {
-            3
-        } else {
-            1
-        };
-        let mut primary_port = 0;
-        for i in 0..data_count {
-            let port = free_port()?;
-            let replica_of = (i > 0).then_some(primary_port);
-            let conf = redis_conf(spec, port, password, replica_of);
-            let name = format!("redis-{i}");
-            let started =
-                start_container(image, run_id, &name, "redis-server", "redis.conf", conf).await;
-            nodes.push_or_cleanup(started).await?;
-            super::wait_ping(port, Some(password), std::time::Duration::from_secs(20)).await?;
-            if i == 0 {
-                primary_port = port;
-            }
-            infos.push(NodeInfo {
-                name,
-                kind: NodeKind::Data,
+        let sentinel = spec.kind == TopologyKind::Sentinel;
+        let (data_count, sentinel_count) = if sentinel { (3, 3) } else { (1, 0) };
+        let ports = free_ports(data_count + sentinel_count)?;
+        let (data_ports, sentinel_ports) = ports.split_at(data_count);
+        let primary_port = data_ports[0];
+        let node = |name: String, kind, port, binary, conf_name, conf| {
+            let info = NodeInfo {
+                name: name.clone(),
+                kind,
                 port,
-            });
-        }
-        if spec.kind == TopologyKind::Sentinel {
-            for i in 0..3 {
-                let port = free_port()?;
-                let conf = sentinel_conf(spec, port, password, primary_port);
-                let name = format!("sentinel-{i}");
-                let started = start_container(
-                    image,
-                    run_id,
-                    &name,
-                    "redis-sentinel",
-                    "sentinel.conf",
+            };
+            let container = ContainerSpec {
+                name,
+                binary,
+                conf_name,
+                conf,
+            };
+            (info, container)
+        };
+        let data: Vec<_> = data_ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| {
+                let conf = redis_conf(spec, port, password, (i > 0).then_some(primary_port));
+                let name = format!("redis-{i}");
+                node(
+                    name,
+                    NodeKind::Data,
+                    port,
+                    "redis-server",
+                    "redis.conf",
                     conf,
                 )
-                .await;
-                nodes.push_or_cleanup(started).await?;
-                super::wait_ping(port, None, std::time::Duration::from_secs(20)).await?;
-                infos.push(NodeInfo {
-                    name,
-                    kind: NodeKind::Sentinel,
-                    port,
-                });
+            })
+            .collect();
+        let sentinels: Vec<_> = sentinel_ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| {
+                let conf = sentinel_conf(spec, port, password, primary_port);
+                let name = format!("sentinel-{i}");
+                let kind = NodeKind::Sentinel;
+                node(name, kind, port, "redis-sentinel", "sentinel.conf", conf)
+            })
+            .collect();
+        let mut infos = Vec::new();
+        for (wave, pw) in [(data, Some(password)), (sentinels, None)] {
+            let (wave_infos, specs): (Vec<NodeInfo>, Vec<ContainerSpec>) = wave.into_iter().unzip();
+            let started = join_all(
+                specs
+                    .into_iter()
+                    .map(|c| start_detached(image, run_id, c, pending)),
+            )
+            .await;
+            nodes.keep_or_cleanup(started).await?;
+            let limit = std::time::Duration::from_secs(20);
+            let answered = join_all(
+                wave_infos
+                    .iter()
+                    .map(|n| super::wait_ping(n.port, pw, limit)),
+            );
+            if let Some(Err(e)) = answered.await.into_iter().find(Result::is_err) {
+                sweep_run(run_id).await;
+                return Err(e);
             }
+            infos.extend(wave_infos);
         }
         Ok((nodes, infos))
     }
 
-    async fn push_or_cleanup(
+    /// Keeps every started container (in order); if any failed, removes this run's containers
+    /// and returns the first error.
+    async fn keep_or_cleanup(
         &mut self,
-        started: Result<ContainerAsync<GenericImage>, DbError>,
+        started: Vec<Result<ContainerAsync<GenericImage>, DbError>>,
     ) -> Result<(), DbError> {
-        match started {
-            Ok(c) => {
-                self.containers.push(c);
-                Ok(())
+        let mut first_error = None;
+        for s in started {
+            match s {
+                Ok(c) => self.containers.push(c),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            Err(e) => {
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
                 sweep_run(&self.run_id).await;
                 Err(e)
             }
@@ -268,9 +345,7 @@ impl DockerNodes {
 
     pub async fn teardown(self) {
         let run_id = self.run_id.clone();
-        for c in self.containers {
-            let _ = c.rm().await;
-        }
+        join_all(self.containers.into_iter().map(|c| c.rm())).await;
         sweep_run(&run_id).await;
     }
 }

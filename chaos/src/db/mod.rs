@@ -19,10 +19,12 @@ pub mod process;
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::Value;
 use serde::Serialize;
 
 use crate::experiment::{TopologyKind, TopologySpec};
+use crate::guard::Pending;
 
 /// The Sentinel service name of every experiment.
 pub const SERVICE: &str = "mymaster";
@@ -110,6 +112,8 @@ pub struct Db {
     password: String,
     pub nodes: Vec<NodeInfo>,
     inner: Inner,
+    /// Held for as long as this topology exists (see [`crate::guard`]).
+    _pending: Pending,
 }
 
 enum Inner {
@@ -120,20 +124,24 @@ enum Inner {
 impl Db {
     /// Builds the topology on `backend` and waits until it is fully formed (for Sentinel: every
     /// sentinel knows both replicas and the two other sentinels, so a failover can be elected).
+    /// `pending` is cloned into every node operation that could outlive this future (see
+    /// [`crate::guard`]).
     pub async fn start(
         spec: &TopologySpec,
         backend: BackendKind,
         image: &str,
         run_id: &str,
+        pending: &Pending,
     ) -> Result<Db, DbError> {
         let password = random_hex(16);
         let (inner, nodes) = match backend {
             BackendKind::Process => {
-                let (n, nodes) = process::ProcessNodes::start(spec, &password).await?;
+                let (n, nodes) = process::ProcessNodes::start(spec, &password, pending).await?;
                 (Inner::Process(n), nodes)
             }
             BackendKind::Docker => {
-                let (n, nodes) = docker::DockerNodes::start(spec, &password, image, run_id).await?;
+                let (n, nodes) =
+                    docker::DockerNodes::start(spec, &password, image, run_id, pending).await?;
                 (Inner::Docker(n), nodes)
             }
         };
@@ -143,9 +151,39 @@ impl Db {
             password,
             nodes,
             inner,
+            _pending: pending.clone(),
         };
+        let tuned = join_all(db.sentinels().map(|s| db.tune_sentinel(s.port))).await;
+        tuned.into_iter().collect::<Result<Vec<()>, DbError>>()?;
         db.wait_formed().await?;
         Ok(db)
+    }
+
+    /// Applies the experiment's Sentinel polling periods (`SENTINEL DEBUG`) to one sentinel. They
+    /// live in memory only, so a restarted sentinel needs them again.
+    async fn tune_sentinel(&self, port: u16) -> Result<(), DbError> {
+        let periods = [
+            ("info-period", self.spec.sentinel_info_period_ms),
+            ("publish-period", self.spec.sentinel_publish_period_ms),
+        ];
+        let values: Vec<(&str, String)> = periods
+            .iter()
+            .filter_map(|(name, ms)| ms.map(|ms| (*name, ms.to_string())))
+            .collect();
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["SENTINEL", "DEBUG"];
+        for (name, ms) in &values {
+            args.extend([*name, ms.as_str()]);
+        }
+        query(port, None, &args).await.map(drop).map_err(|e| {
+            DbError::Failed(format!(
+                "SENTINEL DEBUG on 127.0.0.1:{port}: {e} (Sentinel ≥ 7.0 is needed for \
+                 sentinel_info_period_ms / sentinel_publish_period_ms; remove them to use \
+                 Sentinel's defaults)"
+            ))
+        })
     }
 
     /// The `REDIS_URL` the clients use: the sentinel list, or the single node.
@@ -178,18 +216,21 @@ impl Db {
     /// Inflicts `action` on node `index`; returns when the signal is delivered (restart: when the
     /// node answers `PING` again).
     pub async fn apply(&self, index: usize, action: NodeAction) -> Result<(), DbError> {
+        let node = &self.nodes[index];
         match &self.inner {
-            Inner::Process(p) => p.apply(index, action).await,
+            Inner::Process(p) => p.apply(index, action).await?,
             Inner::Docker(d) => {
                 d.apply(index, action).await?;
                 if action == NodeAction::Restart {
-                    let node = &self.nodes[index];
                     let pw = (node.kind == NodeKind::Data).then_some(self.password.as_str());
                     wait_ping(node.port, pw, Duration::from_secs(20)).await?;
                 }
-                Ok(())
             }
         }
+        if action == NodeAction::Restart && node.kind == NodeKind::Sentinel {
+            self.tune_sentinel(node.port).await?;
+        }
+        Ok(())
     }
 
     /// Removes every node (and its data). Also runs, less politely, on drop.

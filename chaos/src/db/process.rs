@@ -4,16 +4,26 @@
 //! `std::sync::Mutex` in an `Arc` and every lifecycle call runs on `spawn_blocking`; a restart may
 //! wait up to 10 s for a node to load its data and must not stall the workload's runtime threads.
 //!
-//! Cleanup needs nothing special: dropping a `RedisServer` / `Sentinel` kills the child and
-//! removes its temporary directory, and `localredis` makes the kernel kill the children if this
-//! process dies (`PR_SET_PDEATHSIG`), which covers panics and Ctrl-C too.
+//! Cleanup: dropping a `RedisServer` / `Sentinel` kills the child and removes its temporary
+//! directory, and `localredis` makes the kernel kill the children if this process dies
+//! (`PR_SET_PDEATHSIG`). The kernel removes no directory, though, and a node still starting on a
+//! blocking thread when Ctrl-C aborts the experiment is nobody's to drop yet. So every blocking
+//! call holds a [`Pending`] token and, when nobody waits for its result any more, drops that
+//! result itself (killing the node, removing its directory) before giving the token back; the
+//! runner waits for all tokens before the process exits.
+//!
+//! Start-up runs in three waves — primary, then both replicas, then all three sentinels — each
+//! wave's nodes started concurrently: a replica needs the primary's port, a sentinel needs the
+//! primary answering (or it would count it down before the experiment starts).
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::try_join_all;
 use localredis::{RedisServer, Sentinel, SentinelConfig, ServerConfig};
 
 use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives};
 use crate::experiment::{TopologyKind, TopologySpec};
+use crate::guard::Pending;
 
 enum Node {
     Data(RedisServer),
@@ -44,14 +54,26 @@ type Shared = Arc<Mutex<Node>>;
 
 pub struct ProcessNodes {
     nodes: Vec<Shared>,
+    pending: Pending,
 }
 
+/// Runs a `localredis` call on a blocking thread. If the caller is gone by the time it returns
+/// (the experiment was aborted), the result — a started node, or the last handle to a restarted
+/// one — is dropped right here, before `pending` is released.
 async fn blocking<T: Send + 'static>(
+    pending: &Pending,
     f: impl FnOnce() -> Result<T, localredis::Error> + Send + 'static,
 ) -> Result<T, DbError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DbError::Failed(format!("node task failed: {e}")))?
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let token = pending.clone();
+    tokio::task::spawn_blocking(move || {
+        // Calling `f` consumes it: whatever it captured (a node's `Arc`) is dropped here too.
+        let result = f();
+        drop(tx.send(result));
+        drop(token);
+    });
+    rx.await
+        .map_err(|_| DbError::Failed("a node's start/stop task panicked".into()))?
         .map_err(DbError::from)
 }
 
@@ -59,6 +81,7 @@ impl ProcessNodes {
     pub async fn start(
         spec: &TopologySpec,
         password: &str,
+        pending: &Pending,
     ) -> Result<(ProcessNodes, Vec<NodeInfo>), DbError> {
         let base = {
             let mut c = ServerConfig::default()
@@ -70,24 +93,26 @@ impl ProcessNodes {
             c
         };
         let primary_cfg = base.clone();
-        let primary = blocking(move || RedisServer::start(primary_cfg)).await?;
+        let primary = blocking(pending, move || RedisServer::start(primary_cfg)).await?;
         let primary_port = primary.port();
         let mut nodes = vec![Node::Data(primary)];
         if spec.kind == TopologyKind::Sentinel {
-            for _ in 0..2 {
+            let replicas = try_join_all((0..2).map(|_| {
                 let cfg = base.clone().replica_of("127.0.0.1", primary_port);
-                nodes.push(Node::Data(blocking(move || RedisServer::start(cfg)).await?));
-            }
-            for _ in 0..3 {
+                blocking(pending, move || RedisServer::start(cfg))
+            }))
+            .await?;
+            nodes.extend(replicas.into_iter().map(Node::Data));
+            let sentinels = try_join_all((0..3).map(|_| {
                 let mut cfg = SentinelConfig::new(SERVICE, ("127.0.0.1", primary_port));
                 cfg.quorum = spec.quorum;
                 cfg.down_after_ms = spec.down_after_ms;
                 cfg.failover_timeout_ms = spec.failover_timeout_ms;
                 cfg.auth_pass = Some(password.to_string());
-                nodes.push(Node::Sentinel(
-                    blocking(move || Sentinel::start(cfg)).await?,
-                ));
-            }
+                blocking(pending, move || Sentinel::start(cfg))
+            }))
+            .await?;
+            nodes.extend(sentinels.into_iter().map(Node::Sentinel));
         }
         let infos = nodes
             .iter()
@@ -106,16 +131,25 @@ impl ProcessNodes {
             })
             .collect();
         let nodes = nodes.into_iter().map(|n| Arc::new(Mutex::new(n))).collect();
-        Ok((ProcessNodes { nodes }, infos))
+        let pending = pending.clone();
+        Ok((ProcessNodes { nodes, pending }, infos))
     }
 
     pub async fn apply(&self, index: usize, action: NodeAction) -> Result<(), DbError> {
         let node = self.nodes[index].clone();
-        blocking(move || node.lock().unwrap_or_else(|p| p.into_inner()).act(action)).await
+        blocking(&self.pending, move || {
+            node.lock().unwrap_or_else(|p| p.into_inner()).act(action)
+        })
+        .await
     }
 
     pub async fn teardown(self) {
         // Dropping kills and reaps each child and removes its directory; do it off the runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        let pending = self.pending.clone();
+        let _ = blocking(&pending, move || {
+            drop(self);
+            Ok(())
+        })
+        .await;
     }
 }

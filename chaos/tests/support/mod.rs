@@ -1,11 +1,14 @@
 //! Shared by the process and Docker integration tests: load an experiment from
 //! `scenarios/chaos/`, run it for real, return the report, and check that nothing was left behind.
+// Each test crate that includes this module uses its own subset.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
 use chaos::checker::Invariant;
 use chaos::report::Report;
-use chaos::{BackendKind, Experiment, RunOptions, run_guarded};
+use chaos::run::Outcome;
+use chaos::{BackendKind, Event, Experiment, Interrupt, RunOptions, run_guarded, run_plan};
 
 /// Experiments measure timings: run them one at a time even when the harness runs tests in
 /// parallel, so they do not compete for the 2 cores.
@@ -21,6 +24,48 @@ pub fn skip(reason: &str) {
         panic!("{reason} (CI is set, so this is a failure, not a skip)");
     }
     eprintln!("skipped: {reason}");
+}
+
+/// The image for the Docker tests, or `None` (after printing why, or panicking under CI) when
+/// Docker or the image is missing. `.ci/run` builds the image first (`chaos image build`).
+pub async fn docker_ready() -> Option<String> {
+    let engine = match chaos::db::docker::engine().await {
+        Ok(e) => e,
+        Err(reason) => {
+            skip(&format!("no Docker engine: {reason}"));
+            return None;
+        }
+    };
+    let image = std::env::var("CHAOS_IMAGE").unwrap_or_else(|_| chaos::LOCAL_IMAGE.into());
+    if !chaos::db::docker::image_exists(&engine, &image).await {
+        skip(&format!(
+            "image {image} missing: run `cargo run -p chaos -- image build`"
+        ));
+        return None;
+    }
+    Some(image)
+}
+
+/// Containers (running or not) carrying `label` (`key` or `key=value`).
+pub async fn containers_labelled(label: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    use testcontainers::bollard::query_parameters::ListContainersOptions;
+    let engine = chaos::db::docker::engine().await.unwrap();
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = engine.list_containers(Some(opts)).await.unwrap();
+    list.into_iter()
+        .map(|c| {
+            c.names
+                .and_then(|n| n.into_iter().next())
+                .or(c.id)
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 pub fn scenario(name: &str) -> Experiment {
@@ -41,17 +86,83 @@ pub async fn run(exp: Experiment, backend: BackendKind, image: &str) -> Report {
     let outcome = run_guarded(exp, opts)
         .await
         .expect("the experiment did not complete");
-    assert!(outcome.dir.join("report.json").is_file());
-    let md = std::fs::read_to_string(outcome.dir.join("report.md")).unwrap();
-    assert!(md.contains("## Timeline"), "{md}");
+    checked(outcome).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The files a run must leave, and no password in them.
+fn checked(outcome: Outcome) -> Result<Report, String> {
+    if !outcome.dir.join("report.json").is_file() {
+        return Err(format!("no report.json in {}", outcome.dir.display()));
+    }
+    let md = std::fs::read_to_string(outcome.dir.join("report.md")).map_err(|e| e.to_string())?;
+    if !md.contains("## Timeline") {
+        return Err(format!("no timeline in report.md:\n{md}"));
+    }
     // The password is random per run and redacted everywhere it would appear.
-    assert!(
-        outcome.report.url.contains(":***@"),
-        "{}",
-        outcome.report.url
-    );
+    if !outcome.report.url.contains(":***@") {
+        return Err(format!("password not redacted: {}", outcome.report.url));
+    }
     println!("{}", outcome.report.summary_line());
-    outcome.report
+    Ok(outcome.report)
+}
+
+/// The reference experiments that both backends' tests check.
+pub const REFERENCE: [&str; 3] = [
+    "primary-kill",
+    "sentinel-quorum-loss",
+    "ttl-across-failover",
+];
+
+static REFERENCE_REPORTS: tokio::sync::OnceCell<Vec<Result<Report, String>>> =
+    tokio::sync::OnceCell::const_new();
+
+/// The report of reference experiment `name` on `backend`. The first test that asks runs all
+/// of [`REFERENCE`] as one plan, the way `chaos suite` runs them (each topology starts while the
+/// previous experiment finishes its TTL probes); the other tests of the crate wait for it.
+/// `after` runs once the plan is over (the Docker tests look for leftover containers there).
+pub async fn reference_report<F: Future<Output = Result<(), String>>>(
+    name: &str,
+    backend: BackendKind,
+    image: &str,
+    after: impl FnOnce() -> F,
+) -> &'static Report {
+    let reports = REFERENCE_REPORTS
+        .get_or_init(|| async move {
+            let results = tempfile::tempdir().unwrap();
+            let opts = RunOptions {
+                backend,
+                image: image.to_string(),
+                results_root: results.path().to_path_buf(),
+            };
+            let plan = REFERENCE.iter().map(|n| scenario(n)).collect();
+            let mut reports: Vec<Result<Report, String>> =
+                REFERENCE.iter().map(|_| Err("no result".into())).collect();
+            let mut interrupt = Interrupt::ctrl_c().unwrap();
+            let ran = run_plan(plan, opts, &mut interrupt, |event| {
+                if let Event::Finished { index, result } = event {
+                    reports[index] = (*result).map_err(|e| e.to_string()).and_then(checked);
+                }
+            })
+            .await;
+            // A plan that was interrupted, or left something behind, fails every test.
+            let failure = match (ran, after().await) {
+                (Err(e), _) => Some(e.to_string()),
+                (_, Err(e)) => Some(e),
+                _ => None,
+            };
+            if let Some(e) = failure {
+                reports.iter_mut().for_each(|r| *r = Err(e.clone()));
+            }
+            reports
+        })
+        .await;
+    let i = REFERENCE
+        .iter()
+        .position(|n| *n == name)
+        .expect("a reference experiment");
+    reports[i]
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{name} on {backend:?}: {e}"))
 }
 
 pub fn invariant<'a>(r: &'a Report, name: &str) -> &'a Invariant {

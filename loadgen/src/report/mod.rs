@@ -31,6 +31,7 @@ use crate::verdict::Verdict;
 
 pub use hgrm::percentile_distribution;
 pub use svg::latency_svg;
+pub(crate) use svg::{esc, nice_step};
 
 /// Bumped on incompatible changes to `summary.json`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -52,6 +53,10 @@ pub struct Summary {
     /// Error messages per operation, with counts.
     pub errors: BTreeMap<String, BTreeMap<String, u64>>,
     pub environment: Environment,
+    /// Bytes per session/token/counter measured on the target and what fits in its maxmemory
+    /// (`loadgen capacity`'s report). Absent when it could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_projection: Option<crate::capacity::CapacityReport>,
 }
 
 #[derive(Serialize)]

@@ -17,7 +17,7 @@ const COLORS: [&str; 7] = [
 ];
 
 /// A "nice" step (1, 2 or 5 × 10^k) giving about `n` ticks up to `max`.
-fn nice_step(max: f64, n: f64) -> f64 {
+pub(crate) fn nice_step(max: f64, n: f64) -> f64 {
     let raw = (max / n).max(1e-9);
     let mag = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
@@ -27,7 +27,7 @@ fn nice_step(max: f64, n: f64) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

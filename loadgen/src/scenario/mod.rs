@@ -21,7 +21,7 @@ use std::time::Duration;
 use cache::{Algorithm, FailureMode};
 use serde::{Deserialize, Serialize};
 
-pub use source::{ScenarioError, load};
+pub use source::{ScenarioError, load, parse};
 pub use validate::{Invalid, MAX_ACCOUNTS};
 pub use values::{Distribution, Dur, Payload};
 

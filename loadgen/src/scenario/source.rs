@@ -46,9 +46,24 @@ fn at(path: &Path, text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 fn from_toml(path: &Path, text: &str, e: toml::de::Error) -> ScenarioError {
+    let mut message = e.message().trim_end().replace('\n', " ");
+    if message.is_empty() {
+        // toml has no words for some syntax errors (found by fuzzing: a control character in a
+        // comment); name the character instead of printing `file:line:col: ` and nothing.
+        let found = e.span().and_then(|s| text.get(s.start..)?.chars().next());
+        message = match found {
+            Some('\n' | '\r') => "unexpected end of line: this is not TOML".into(),
+            Some(c) if c.is_control() => format!(
+                "control character U+{:04X} is not allowed here (TOML allows only tab, and escapes in strings)",
+                c as u32
+            ),
+            Some(c) => format!("unexpected `{c}`: this is not TOML"),
+            None => "unexpected end of file: this is not TOML".into(),
+        };
+    }
     ScenarioError {
         location: at(path, text, e.span()),
-        message: e.message().trim_end().replace('\n', " "),
+        message,
     }
 }
 
@@ -62,11 +77,17 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>
             message: format!("cannot read the scenario file: {e}"),
         }]
     })?;
+    parse(path, &text, sets)
+}
+
+/// [`load`] without the file system: `text` is the scenario, `path` only names it (in error
+/// locations, and as the default `name`). The fuzz targets and tests call this directly.
+pub fn parse(path: &Path, text: &str, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>> {
     let mut scenario = if sets.is_empty() {
-        toml::from_str::<Scenario>(&text).map_err(|e| vec![from_toml(path, &text, e)])?
+        toml::from_str::<Scenario>(text).map_err(|e| vec![from_toml(path, text, e)])?
     } else {
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| vec![from_toml(path, &text, e)])?;
+            toml::from_str(text).map_err(|e| vec![from_toml(path, text, e)])?;
         for set in sets {
             apply_set(&mut table, set).map_err(|message| {
                 vec![ScenarioError {
@@ -78,8 +99,8 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>
         match Scenario::deserialize(toml::Value::Table(table)) {
             Ok(s) => s,
             // If the file alone is already wrong, point into the file; otherwise an override is.
-            Err(e) => match toml::from_str::<Scenario>(&text) {
-                Err(file_err) => return Err(vec![from_toml(path, &text, file_err)]),
+            Err(e) => match toml::from_str::<Scenario>(text) {
+                Err(file_err) => return Err(vec![from_toml(path, text, file_err)]),
                 Ok(_) => {
                     return Err(vec![ScenarioError {
                         location: "--set".into(),
@@ -96,10 +117,10 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>
     if problems.is_empty() {
         return Ok(scenario);
     }
-    let doc = toml_edit::ImDocument::parse(text.as_str()).ok();
+    let doc = toml_edit::ImDocument::parse(text).ok();
     Err(problems
         .into_iter()
-        .map(|p| locate(path, &text, doc.as_ref(), sets, p))
+        .map(|p| locate(path, text, doc.as_ref(), sets, p))
         .collect())
 }
 
