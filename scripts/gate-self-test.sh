@@ -10,13 +10,15 @@
 #      ops/s its users can complete when every op carries the delay (X);
 #   1. the baseline: BASELINE_RUNS runs (default 1), open model at RATE = X / (1 - SLOWDOWN/100);
 #   2. (a) RUNS runs of the same build, same settings, each compared with the baseline:
-#          every exit 1 is a false alarm (target: at most 1 in 20);
+#          every exit 1 is a false alarm (target: at most 1 in 20). With one 4-s baseline run
+#          only the `all` rows have enough samples to be judged (single operations get
+#          simultaneous intervals, see loadgen/src/compare/mod.rs); BASELINE_RUNS=3 judges them too;
 #   3. (b) RUNS runs with --inject-delay $DELAY, each compared with the baseline:
 #          every exit 1 is a detection (target: 20 in 20).
 #
 # Why an open model at that rate — which metric a "20 % slowdown" shows in: --inject-delay sleeps
-# inside every op, with the timer's ~1 ms resolution, while an op against a local Redis costs
-# ~0.15 ms. In a closed model that delay makes each user ~10x slower, and in a CPU-bound closed
+# inside every op on tokio's millisecond timer (a 1 ms delay costs ~2.2 ms here: p50 0.15 ms ->
+# 2.4 ms), while an op against a local Redis costs ~0.15 ms. In a closed model that delay makes each user ~10x slower, and in a CPU-bound closed
 # model a sleep does not even cost capacity; neither is a 20 % slowdown. In the open model at
 # RATE, the users keep up without the delay (throughput = RATE, a few % of this machine's
 # capacity) and cannot with it: each op then takes as long as in the probe, so they deliver X =
@@ -32,13 +34,14 @@
 # the machine as it is; the script says which it used).
 #
 # Every run starts from an empty server (FLUSHALL), as a CI job's throwaway server would: without
-# it the sign-in limiter's 60-s windows carry over from run to run at these rates, logins start to
-# be refused, and the operation mix drifts from run to run.
+# it the sign-in limiter's 60-s windows and the previous runs' sessions carry over (in the closed
+# model, within two runs logins were refused and the mix collapsed into logins), so consecutive
+# runs would not be the same workload.
 #
 # Prints each comparison's outcome, then the false-alarm and detection rates. Exit 0 when both
 # targets are met, 1 when not, 2 on a setup error. Loopback only; the server and the work
-# directory are removed on exit (KEEP=1 keeps the work directory). About 5 minutes with the
-# defaults. Needs redis-server and redis-cli (Debian: apt-get install redis-server redis-tools).
+# directory are removed on exit (KEEP=1 keeps the work directory). About 6 minutes with the
+# defaults on 2 CPUs. Needs redis-server and redis-cli (Debian: apt-get install redis-server redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
