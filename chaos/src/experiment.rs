@@ -99,9 +99,10 @@ pub struct TopologySpec {
     #[serde(default = "default_persistence")]
     pub persistence: PersistenceMode,
     /// How often each sentinel sends `INFO` to the nodes it watches (`SENTINEL DEBUG
-    /// info-period`). `None` = Sentinel's own 10 s. Shorter only makes Sentinel *notice* a state
-    /// sooner — chiefly that a restarted old primary still calls itself primary — it changes no
-    /// decision rule; Redis's own Sentinel tests shorten it the same way.
+    /// info-period`, as Redis's own Sentinel tests do). `None` (every shipped experiment) =
+    /// Sentinel's own 10 s. Shorter makes a restarted old primary rejoin sooner, but also makes
+    /// failovers look faster than production: Sentinel confirms a promotion on its next `INFO` of
+    /// the chosen replica (see `scenarios/chaos/README.md`).
     #[serde(default)]
     pub sentinel_info_period_ms: Option<u64>,
     /// How often each sentinel publishes its hello (`SENTINEL DEBUG publish-period`). `None` =

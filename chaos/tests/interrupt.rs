@@ -30,8 +30,6 @@ name = "interrupted"
 duration = "120s"
 [topology]
 kind = "sentinel"
-sentinel_info_period_ms = 1000
-sentinel_publish_period_ms = 500
 [[fault]]
 at = "100s"
 action = "kill"

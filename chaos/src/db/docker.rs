@@ -25,7 +25,8 @@
 //! - **Started in two concurrent waves** (the three data nodes, then the three sentinels):
 //!   creating a container costs ~0.5 s of engine time, and nothing in a wave depends on another
 //!   node of the same wave — a replica retries until its primary listens. Sentinels wait for the
-//!   data nodes, or they would count the primary down before the experiment starts.
+//!   data nodes, or they would count the primary down before the experiment starts, and for the
+//!   replicas to attach (see [`super::wait_replicas_attached`]).
 
 use std::collections::HashMap;
 
@@ -270,28 +271,54 @@ impl DockerNodes {
             })
             .collect();
         let mut infos = Vec::new();
-        for (wave, pw) in [(data, Some(password)), (sentinels, None)] {
-            let (wave_infos, specs): (Vec<NodeInfo>, Vec<ContainerSpec>) = wave.into_iter().unzip();
-            let started = join_all(
-                specs
-                    .into_iter()
-                    .map(|c| start_detached(image, run_id, c, pending)),
-            )
+        let started = nodes
+            .start_wave(data, Some(password), image, pending, &mut infos)
             .await;
-            nodes.keep_or_cleanup(started).await?;
-            let limit = std::time::Duration::from_secs(20);
-            let answered = join_all(
-                wave_infos
-                    .iter()
-                    .map(|n| super::wait_ping(n.port, pw, limit)),
-            );
-            if let Some(Err(e)) = answered.await.into_iter().find(Result::is_err) {
-                sweep_run(run_id).await;
-                return Err(e);
+        let attached = match started {
+            Ok(()) if sentinel => super::wait_replicas_attached(primary_port, password, 2).await,
+            other => other,
+        };
+        let started = match attached {
+            Ok(()) => {
+                nodes
+                    .start_wave(sentinels, None, image, pending, &mut infos)
+                    .await
             }
-            infos.extend(wave_infos);
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            sweep_run(run_id).await;
+            return Err(e);
         }
         Ok((nodes, infos))
+    }
+
+    /// Starts one wave of containers concurrently and waits until each answers `PING`; their
+    /// infos are appended to `infos` (in the containers' order).
+    async fn start_wave(
+        &mut self,
+        wave: Vec<(NodeInfo, ContainerSpec)>,
+        password: Option<&str>,
+        image: &str,
+        pending: &Pending,
+        infos: &mut Vec<NodeInfo>,
+    ) -> Result<(), DbError> {
+        let (wave_infos, specs): (Vec<NodeInfo>, Vec<ContainerSpec>) = wave.into_iter().unzip();
+        let run_id = self.run_id.clone();
+        let started = specs
+            .into_iter()
+            .map(|c| start_detached(image, &run_id, c, pending));
+        let started = join_all(started).await;
+        self.keep_or_cleanup(started).await?;
+        let limit = std::time::Duration::from_secs(20);
+        let answered = wave_infos
+            .iter()
+            .map(|n| super::wait_ping(n.port, password, limit));
+        for answer in join_all(answered).await {
+            answer?;
+        }
+        infos.extend(wave_infos);
+        Ok(())
     }
 
     /// Keeps every started container (in order); if any failed, removes this run's containers

@@ -12,7 +12,11 @@
 //! sees a NAT-translated address it would announce wrongly.
 //!
 //! Everything that *observes* the topology (roles, which node Sentinel names, SCAN) lives here and
-//! is backend-independent; the backends only start, signal and remove nodes.
+//! is backend-independent; the backends only start, signal and remove nodes. So does the one thing
+//! an experiment may say *to* Sentinel at run time: its optional polling periods (`SENTINEL DEBUG
+//! info-period / publish-period`, see `scenarios/chaos/README.md`), applied over the network after
+//! start-up and after every sentinel restart (they are not kept in its config file), identically
+//! for both backends.
 
 pub mod docker;
 pub mod process;
@@ -366,6 +370,37 @@ pub async fn wait_ping(port: u16, password: Option<&str>, limit: Duration) -> Re
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the primary's `INFO replication` until `replicas` replicas are attached (≤ 20 s).
+///
+/// Both backends call this before starting the sentinels: a sentinel learns the replicas from the
+/// primary's `INFO`, which it sends when it connects and then only every 10 s. Started a moment
+/// before the replicas attach, the sentinels would see them — and the topology would form — 10 s
+/// later.
+pub async fn wait_replicas_attached(
+    port: u16,
+    password: &str,
+    replicas: usize,
+) -> Result<(), DbError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let want = format!("connected_slaves:{replicas}");
+    loop {
+        if let Ok(Value::BulkString(b)) =
+            query(port, Some(password), &["INFO", "replication"]).await
+            && String::from_utf8_lossy(&b)
+                .lines()
+                .any(|l| l.trim() == want)
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DbError::Failed(format!(
+                "the primary 127.0.0.1:{port} did not see its {replicas} replicas attach within 20 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

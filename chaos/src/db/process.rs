@@ -14,7 +14,8 @@
 //!
 //! Start-up runs in three waves — primary, then both replicas, then all three sentinels — each
 //! wave's nodes started concurrently: a replica needs the primary's port, a sentinel needs the
-//! primary answering (or it would count it down before the experiment starts).
+//! primary answering (or it would count it down before the experiment starts) and the replicas
+//! attached to it (see [`super::wait_replicas_attached`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -103,6 +104,7 @@ impl ProcessNodes {
             }))
             .await?;
             nodes.extend(replicas.into_iter().map(Node::Data));
+            super::wait_replicas_attached(primary_port, password, 2).await?;
             let sentinels = try_join_all((0..3).map(|_| {
                 let mut cfg = SentinelConfig::new(SERVICE, ("127.0.0.1", primary_port));
                 cfg.quorum = spec.quorum;
