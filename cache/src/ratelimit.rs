@@ -136,13 +136,15 @@ pub struct IpPolicy {
 /// Canonical text of a client IP for use in a key. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes
 /// IPv4; with `group_ipv6_by_64`, an IPv6 address becomes its /64 network (`2001:db8:1:2::/64`).
 pub fn normalize_ip(ip: &str, policy: IpPolicy) -> Result<String> {
-    let parsed: IpAddr = ip
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse()
-        .map_err(|_| Error::Invalid {
-            field: "client ip",
-            reason: "expected an IPv4 or IPv6 address".into(),
-        })?;
+    // `[v6]` as in a Host header or URL; brackets anywhere else are not part of an address.
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(ip);
+    let parsed: IpAddr = bare.parse().map_err(|_| Error::Invalid {
+        field: "client ip",
+        reason: "expected an IPv4 or IPv6 address".into(),
+    })?;
     Ok(match parsed {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -334,6 +336,9 @@ mod tests {
             "localhost",
             "1.2.3.4\r\n",
             "*",
+            "]]1.2.3.4[[",
+            "[1.2.3.4",
+            "[[::1]]",
         ] {
             assert!(normalize_ip(bad, p).is_err(), "{bad:?}");
         }
