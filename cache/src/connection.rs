@@ -28,7 +28,7 @@ use redis::{
 
 use crate::error::{Error, Result};
 use crate::sentinel::SentinelPrimary;
-use crate::url::{Node, RedisUrl, Topology};
+use crate::url::{Node, RedisUrl, Topology, join_nodes};
 
 /// How to connect, beyond what the URL says. Built once at the edge (CLI, config file), then passed in.
 #[derive(Clone, Debug)]
@@ -184,11 +184,7 @@ impl Redis {
                 Inner::Sentinel(SentinelPrimary::connect(url.clone(), opts.clone()).await?)
             }
             Topology::Cluster { nodes } => {
-                let target = nodes
-                    .iter()
-                    .map(Node::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let target = join_nodes(nodes);
                 let infos = nodes
                     .iter()
                     .map(|n| node_info(url, n, 0))
@@ -254,6 +250,11 @@ impl Redis {
     /// `standalone`, `sentinel` or `cluster`.
     pub fn kind(&self) -> &'static str {
         self.url.topology.kind()
+    }
+
+    /// A Cluster: multi-key commands and scripts must keep their keys in one slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
     }
 
     /// Round trip to the (current) primary.

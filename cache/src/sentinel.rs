@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, ConnectionInfo, Pipeline, RedisError, RedisResult, Value};
 
-use crate::connection::{ConnectOptions, client_for, node_info, tcp_settings};
+use crate::connection::{ConnectOptions, client_for, node_info};
 use crate::error::{Error, Result};
 use crate::url::{Node, RedisUrl, Topology};
 
@@ -288,7 +288,7 @@ impl SentinelPrimary {
     }
 
     async fn open_primary(&self, node: &Node) -> RedisResult<MultiplexedConnection> {
-        let info = node_info(&self.url, node, self.db)?.set_tcp_settings(tcp_settings());
+        let info = node_info(&self.url, node, self.db)?;
         let client = client_for(info, &self.opts)?;
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&self.async_config())

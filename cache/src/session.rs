@@ -252,7 +252,7 @@ impl SessionStore {
         for _ in 0..3 {
             let id = SessionId::generate(session.absolute_expires_ms)?;
             let key = self.keys.session(id.expose());
-            let stored: bool = if self.redis.kind() == "cluster" {
+            let stored: bool = if self.redis.is_cluster() {
                 let set: Option<String> = redis::cmd("SET")
                     .arg(&key)
                     .arg(&value)

@@ -91,6 +91,15 @@ impl fmt::Display for Node {
     }
 }
 
+/// `host:port,host:port,...` as in the URL's host list.
+pub fn join_nodes(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(Node::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What kind of deployment the URL names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -427,13 +436,6 @@ impl RedisUrl {
             }
             out.push('@');
         }
-        let join = |nodes: &[Node]| {
-            nodes
-                .iter()
-                .map(Node::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         match &self.topology {
             Topology::Standalone { node, db } => {
                 out.push_str(&node.to_string());
@@ -446,14 +448,14 @@ impl RedisUrl {
                 service,
                 db,
             } => {
-                out.push_str(&join(sentinels));
+                out.push_str(&join_nodes(sentinels));
                 out.push('/');
                 out.push_str(service);
                 if *db != 0 {
                     out.push_str(&format!("/{db}"));
                 }
             }
-            Topology::Cluster { nodes } => out.push_str(&join(nodes)),
+            Topology::Cluster { nodes } => out.push_str(&join_nodes(nodes)),
         }
         let mut query = Vec::new();
         if let Some(d) = self.options.connect_timeout {
@@ -573,13 +575,6 @@ fn parse_hostlist(hostlist: &str, default_port: u16) -> Result<Vec<Node>, UrlErr
 }
 
 fn parse_node(entry: &str, position: usize, default_port: u16) -> Result<Node, UrlError> {
-    if entry.contains('@') {
-        // User-info after the first host: refuse without echoing it.
-        return Err(UrlError::BadHost {
-            host: format!("#{position}"),
-            reason: "user-info (user:password@) may only appear once, before the first host",
-        });
-    }
     if entry.is_empty() {
         return Err(UrlError::EmptyHost { position });
     }
