@@ -93,11 +93,7 @@ impl Error {
     pub(crate) fn connecting(target: &str, e: RedisError) -> Error {
         let cause = describe(&e);
         let target = target.to_string();
-        if e.kind() == ErrorKind::AuthenticationFailed
-            || e.code() == Some("WRONGPASS")
-            || e.code() == Some("NOAUTH")
-            || cause.contains("WRONGPASS")
-        {
+        if is_auth_failure(&e, &cause) {
             return Error::Auth { target, cause };
         }
         let lower = cause.to_ascii_lowercase();
@@ -133,20 +129,25 @@ impl From<RedisError> for Error {
                 cause: text,
             };
         }
-        if e.kind() == ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
-        {
+        if is_auth_failure(&e, &text) {
             return Error::Auth {
                 target: "the server".into(),
-                cause: describe(&e),
+                cause: text,
             };
         }
         Error::Command {
             category: category(&e),
-            cause: describe(&e),
+            cause: text,
             indeterminate: may_have_been_applied(&e),
         }
     }
+}
+
+/// Wrong password, unknown ACL user, or a command sent before AUTH.
+fn is_auth_failure(e: &RedisError, text: &str) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+        || text.contains("WRONGPASS")
 }
 
 /// A short operator-facing category for a redis-rs error.

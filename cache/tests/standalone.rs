@@ -437,7 +437,7 @@ async fn when_redis_is_down_the_limiter_fails_open_or_closed_as_configured_and_r
 }
 
 #[tokio::test]
-async fn wrong_type_of_url_or_unreachable_server_fail_fast_with_the_address() {
+async fn an_unreachable_server_fails_fast_with_the_address() {
     let port = localredis::free_port().unwrap();
     let url = cache::RedisUrl::parse(&format!("redis://:hunter2@127.0.0.1:{port}")).unwrap();
     let start = Instant::now();
