@@ -146,8 +146,3 @@ impl Client {
         }
     }
 }
-
-/// The Redis key of a session (the store keeps its key builder crate-private).
-pub fn session_key(id: &cache::SessionId) -> String {
-    format!("{}:session:{}", KeySchema::default().prefix(), id.expose())
-}

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use cache::{Redis, TokenStatus};
+use cache::{KeySchema, Redis, TokenStatus};
 use serde::Serialize;
 
-use crate::client::{Client, RATE_WINDOW, session_key};
+use crate::client::{Client, RATE_WINDOW};
 use crate::db::Db;
 use crate::experiment::{TopologyKind, WorkloadSpec};
 use crate::history::{Clock, History};
@@ -59,6 +59,7 @@ pub async fn final_state(
     state.settled_ms = Some(clock.now());
     let now = clock.now();
     let ttl_ms = workload.session_ttl.as_secs_f64() * 1000.0;
+    let keys = KeySchema::default();
     let mut conn = client.redis.clone();
     for chunk in history
         .sessions()
@@ -70,7 +71,7 @@ pub async fn final_state(
     {
         let mut pipe = redis::pipe();
         for (_, s) in chunk {
-            pipe.cmd("EXISTS").arg(session_key(&s.id));
+            pipe.cmd("EXISTS").arg(keys.session(s.id.expose()));
         }
         match pipe.query_async::<Vec<i64>>(&mut conn).await {
             Ok(found) => {
@@ -99,8 +100,9 @@ pub async fn final_state(
         }
         state.revocations_checked += 1;
     }
-    if let Err(e) = scan_ttls(&client.redis, &mut state).await {
-        state.error = Some(format!("scanning authority:* keys: {e}"));
+    let pattern = keys.pattern_all();
+    if let Err(e) = scan_ttls(&client.redis, &pattern, &mut state).await {
+        state.error = Some(format!("scanning {pattern} keys: {e}"));
     }
     state
 }
@@ -130,8 +132,9 @@ async fn settle(db: &Db, workload: &WorkloadSpec) -> Result<Client, String> {
     Err(format!("the topology did not settle within 30 s: {last}"))
 }
 
-/// SCAN `authority:*` on the primary: keys without TTL, rate-limit counters beyond their window.
-async fn scan_ttls(redis: &Redis, state: &mut FinalState) -> redis::RedisResult<()> {
+/// SCAN `pattern` (every key of the stores) on the primary: keys without TTL, rate-limit counters
+/// beyond their window.
+async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redis::RedisResult<()> {
     let mut conn = redis.clone();
     let window_ms = RATE_WINDOW.as_millis() as i64;
     let mut cursor: u64 = 0;
@@ -139,7 +142,7 @@ async fn scan_ttls(redis: &Redis, state: &mut FinalState) -> redis::RedisResult<
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg("authority:*")
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
             .query_async(&mut conn)

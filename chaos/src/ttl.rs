@@ -14,12 +14,11 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache::Redis;
+use cache::{KeySchema, Redis};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
-use crate::client::session_key;
 use crate::history::{Clock, History};
 
 /// Which of the two looks.
@@ -68,6 +67,7 @@ impl TtlProber {
         let ttl_ms = ttl.as_secs_f64() * 1000.0;
         let tol_ms = tolerance.as_secs_f64() * 1000.0;
         let task = tokio::spawn(async move {
+            let keys = KeySchema::default();
             // (due time in µs, session, probe), earliest first.
             let mut due: BinaryHeap<Reverse<(u64, usize, Probe)>> = BinaryHeap::new();
             let mut results = Vec::new();
@@ -94,7 +94,7 @@ impl TtlProber {
                     _ = wake => {
                         let Some(Reverse((t, i, probe))) = due.pop() else { continue };
                         let Some(s) = history.session_at(i) else { continue };
-                        let (present, pttl_ms) = look(&redis, &session_key(&s.id)).await;
+                        let (present, pttl_ms) = look(&redis, &keys.session(s.id.expose())).await;
                         results.push(ProbeResult {
                             session: i,
                             probe,

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cache::KeySchema;
 use localredis::resp::Connection;
 
 const EXPERIMENT: &str = r#"
@@ -71,30 +72,22 @@ fn node_config(tmp: &Path) -> Option<(u16, String)> {
 
 /// Adds the ids of every `authority:session:<id>` key on the node to `ids`.
 fn scan_sessions(port: u16, password: &str, ids: &mut BTreeSet<String>) -> Option<()> {
+    let keys = KeySchema::default();
+    let (pattern, prefix) = (keys.pattern("session"), keys.session(""));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = Connection::open(addr, Duration::from_millis(200)).ok()?;
     c.command(&["AUTH", password]).ok()?;
     let mut cursor = "0".to_string();
     loop {
         let reply = c
-            .command(&[
-                "SCAN",
-                &cursor,
-                "MATCH",
-                "authority:session:*",
-                "COUNT",
-                "1000",
-            ])
+            .command(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"])
             .ok()?;
         let [next, keys] = reply.as_array()? else {
             return None;
         };
         cursor = next.as_str()?.to_string();
         for key in keys.as_array()? {
-            if let Some(id) = key
-                .as_str()
-                .and_then(|k| k.strip_prefix("authority:session:"))
-            {
+            if let Some(id) = key.as_str().and_then(|k| k.strip_prefix(&prefix)) {
                 ids.insert(id.to_string());
             }
         }
