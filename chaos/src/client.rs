@@ -134,15 +134,19 @@ impl Client {
 
     /// Claims for a synthetic token valid for `ttl`.
     pub fn claims(user: &str, ttl: Duration) -> Claims {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            + ttl;
         Claims {
             user_id: user.into(),
             client_id: "chaos".into(),
             scope: "openid".into(),
-            exp: exp.as_secs(),
+            exp: expiry_in(ttl),
         }
     }
+}
+
+/// Unix time, in seconds, `ttl` from now: a synthetic token's `exp`.
+pub fn expiry_in(ttl: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + ttl).as_secs()
 }

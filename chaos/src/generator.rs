@@ -19,9 +19,12 @@ use cache::{NewSession, SessionId};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, ENDPOINT, RATE_WINDOW};
+use crate::client::{Client, ENDPOINT, RATE_WINDOW, expiry_in};
 use crate::db::random_hex;
 use crate::history::{Clock, History, Op, OpKind, Outcome, RevokedToken, SessionRecord};
+
+/// Lifetime of the workload's synthetic tokens (and of their revocation tombstones).
+const TOKEN_TTL: Duration = Duration::from_secs(600);
 
 /// The running workers.
 pub struct Generator {
@@ -54,6 +57,8 @@ impl Generator {
             .map(|(i, c)| {
                 let w = Worker {
                     id: i,
+                    user: format!("chaos-user-{i}"),
+                    ip: format!("10.0.{i}.1"),
                     client: c,
                     clock,
                     history: history.clone(),
@@ -79,6 +84,10 @@ impl Generator {
 
 struct Worker {
     id: usize,
+    /// The user its sessions and tokens belong to, and the client IP it is rate-limited as: made
+    /// once, not on every call.
+    user: String,
+    ip: String,
     client: Client,
     clock: Clock,
     history: Arc<History>,
@@ -165,7 +174,7 @@ impl Worker {
             &self.client.sessions
         };
         let new = NewSession {
-            user_id: format!("chaos-user-{}", self.id),
+            user_id: self.user.clone(),
             ..Default::default()
         };
         let id = match store.create(new).await {
@@ -196,17 +205,17 @@ impl Worker {
     }
 
     /// Reads back one of this worker's sessions (cycling through them).
-    fn pick(&self) -> Option<(usize, SessionId)> {
+    fn pick(&self) -> Option<(usize, &SessionId)> {
         if self.own.is_empty() {
             return None;
         }
-        let i = (self.clock.now() as usize) % self.own.len();
-        Some(self.own[i].clone())
+        let (index, id) = &self.own[(self.clock.now() as usize) % self.own.len()];
+        Some((*index, id))
     }
 
-    async fn read(&mut self) -> Option<Done> {
+    async fn read(&self) -> Option<Done> {
         let (index, id) = self.pick()?;
-        Some(match self.client.sessions.get(&id).await {
+        Some(match self.client.sessions.get(id).await {
             Ok(Some(_)) => Done::ok(Some(index), None),
             Ok(None) => Done::ok(Some(index), Some("not found".into())),
             Err(e) => Done {
@@ -216,9 +225,9 @@ impl Worker {
         })
     }
 
-    async fn update(&mut self, changes: u64) -> Option<Done> {
+    async fn update(&self, changes: u64) -> Option<Done> {
         let (index, id) = self.pick()?;
-        let session = match self.client.sessions.get(&id).await {
+        let session = match self.client.sessions.get(id).await {
             Ok(Some(s)) => s,
             Ok(None) => return Some(Done::ok(Some(index), Some("not found".into()))),
             Err(e) => return Some(Done::err(&e)),
@@ -227,7 +236,7 @@ impl Worker {
         updated
             .data
             .insert("authenticated".into(), serde_json::Value::Bool(true));
-        Some(match self.client.sessions.update(&id, &updated).await {
+        Some(match self.client.sessions.update(id, &updated).await {
             Ok(()) => {
                 let (outcome, note) = self.client.confirm_write(changes).await;
                 Done {
@@ -241,9 +250,8 @@ impl Worker {
         })
     }
 
-    async fn rate_limit(&mut self) -> Option<Done> {
-        let ip = format!("10.0.{}.1", self.id);
-        Some(match self.client.limiter.check(&ip, ENDPOINT).await {
+    async fn rate_limit(&self) -> Option<Done> {
+        Some(match self.client.limiter.check(&self.ip, ENDPOINT).await {
             // A degraded decision means Redis failed: the counter may or may not have moved.
             Ok(d) if d.degraded.is_some() => Done {
                 outcome: Outcome::Indeterminate,
@@ -260,7 +268,7 @@ impl Worker {
 
     async fn token_put(&mut self, changes: u64) -> Option<Done> {
         let token = format!("chaos-token-{}", random_hex(16));
-        let claims = Client::claims(&format!("chaos-user-{}", self.id), Duration::from_secs(600));
+        let claims = Client::claims(&self.user, TOKEN_TTL);
         Some(match self.client.tokens.put(&token, &claims).await {
             Ok(_) => {
                 let (outcome, note) = self.client.confirm_write(changes).await;
@@ -277,7 +285,7 @@ impl Worker {
 
     async fn token_revoke(&mut self, changes: u64) -> Option<Done> {
         let token = self.last_token.take()?;
-        let exp = Client::claims("", Duration::from_secs(600)).exp;
+        let exp = expiry_in(TOKEN_TTL);
         Some(match self.client.tokens.revoke(&token, Some(exp)).await {
             Ok(_) => {
                 let (outcome, note) = self.client.confirm_write(changes).await;
