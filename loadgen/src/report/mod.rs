@@ -31,7 +31,7 @@ use crate::verdict::Verdict;
 
 pub use hgrm::percentile_distribution;
 pub use svg::latency_svg;
-pub(crate) use svg::{esc, nice_step};
+pub(crate) use svg::{Canvas, esc, nice_step, ticks};
 
 /// Bumped on incompatible changes to `summary.json`.
 pub const SCHEMA_VERSION: u32 = 1;

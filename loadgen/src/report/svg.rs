@@ -1,17 +1,15 @@
 //! `latency.svg`: p50 (dashed) and p99 (solid) response time per second for each operation, written
 //! by hand — a few polylines and ticks do not justify a plotting crate and its fonts.
+//!
+//! [`Canvas`] holds what every hand-written chart of loadgen shares (this one and the sweep's
+//! `sweep.svg`): the page, the title, the grid, the tick labels, the frame and the axis titles.
+//! Each chart keeps only its scales and its data.
 
 use std::fmt::Write;
 
 use crate::record::SecondSample;
 use crate::scenario::Op;
 
-const W: f64 = 960.0;
-const H: f64 = 480.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
 const COLORS: [&str; 7] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
 ];
@@ -33,33 +31,145 @@ pub(crate) fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// `from`, `from + step`, ... while at most `until` (by repeated addition, as the ticks are drawn).
+pub(crate) fn ticks(from: f64, step: f64, until: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut v = from;
+    while v <= until {
+        out.push(v);
+        v += step;
+    }
+    out
+}
+
+/// A 960 × 480 chart page with the plot area inside `left`/`right` (and fixed top/bottom)
+/// margins, and the pieces drawn around the data.
+pub(crate) struct Canvas {
+    pub left: f64,
+    pub right: f64,
+}
+
+impl Canvas {
+    pub const W: f64 = 960.0;
+    pub const H: f64 = 480.0;
+    pub const TOP: f64 = 40.0;
+    pub const BOTTOM: f64 = 50.0;
+
+    /// Width of the plot area.
+    pub fn pw(&self) -> f64 {
+        Self::W - self.left - self.right
+    }
+
+    /// Height of the plot area.
+    pub fn ph(&self) -> f64 {
+        Self::H - Self::TOP - Self::BOTTOM
+    }
+
+    /// The `<svg>` element, a white page and the title centred over the plot area.
+    pub fn open(&self, s: &mut String, title: &str) {
+        let (w, h) = (Self::W, Self::H);
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+            (self.left + w - self.right) / 2.0,
+            esc(title)
+        );
+    }
+
+    /// A chart without data: `message` in the middle, and the document closed.
+    pub fn close_empty(s: &mut String, message: &str) {
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{message}</text></svg>"#,
+            Self::W / 2.0,
+            Self::H / 2.0
+        );
+    }
+
+    /// Horizontal grid lines across the plot area at each `y`.
+    pub fn grid(&self, s: &mut String, ys: impl IntoIterator<Item = f64>) {
+        let _ = writeln!(s, r##"<g stroke="#ccc">"##);
+        for y in ys {
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" x2="{}" y1="{y:.1}" y2="{y:.1}"/>"#,
+                self.left,
+                self.left + self.pw()
+            );
+        }
+        let _ = writeln!(s, "</g>");
+    }
+
+    /// Tick labels left of the plot area: `(y, label)`.
+    pub fn y_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, String)>) {
+        for (y, label) in labels {
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
+                self.left - 6.0,
+                y + 4.0
+            );
+        }
+    }
+
+    /// Tick labels under the plot area: `(x, value)`, the value printed without decimals.
+    pub fn x_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, f64)>) {
+        for (x, t) in labels {
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.1}" y="{}" text-anchor="middle">{t:.0}</text>"#,
+                Self::TOP + self.ph() + 18.0
+            );
+        }
+    }
+
+    /// The plot area's border and the axis titles; the y title is drawn rotated at `y_title_x`.
+    pub fn frame(&self, s: &mut String, x_title: &str, y_title: &str, y_title_x: f64) {
+        let (pw, ph) = (self.pw(), self.ph());
+        let _ = writeln!(
+            s,
+            r##"<rect x="{}" y="{}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##,
+            self.left,
+            Self::TOP
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{x_title}</text>"#,
+            self.left + pw / 2.0,
+            Self::H - 12.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text transform="translate({y_title_x} {}) rotate(-90)" text-anchor="middle">{y_title}</text>"#,
+            Self::TOP + ph / 2.0
+        );
+    }
+}
+
+const CANVAS: Canvas = Canvas {
+    left: 70.0,
+    right: 170.0,
+};
+
 pub fn latency_svg(title: &str, series: &[[SecondSample; 7]]) -> String {
+    let c = &CANVAS;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        esc(&format!(
-            "{title}: response time p50 (dashed) and p99 (solid) per second"
-        ))
+    c.open(
+        &mut s,
+        &format!("{title}: response time p50 (dashed) and p99 (solid) per second"),
     );
     let ops: Vec<Op> = Op::ALL
         .into_iter()
         .filter(|op| series.iter().any(|sec| sec[op.index()].count > 0))
         .collect();
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let (pw, ph) = (c.pw(), c.ph());
     if ops.is_empty() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">no measured data</text></svg>"#,
-            W / 2.0,
-            H / 2.0
-        );
+        Canvas::close_empty(&mut s, "no measured data");
         return s;
     }
     let secs = series.len().max(2) as f64 - 1.0;
@@ -72,63 +182,36 @@ pub fn latency_svg(title: &str, series: &[[SecondSample; 7]]) -> String {
         * 1.1;
     let ystep = nice_step(ymax_ms.max(0.001), 5.0);
     let ytop = (ymax_ms / ystep).ceil().max(1.0) * ystep;
-    let x = |i: f64| LEFT + i / secs * pw;
-    let y = |ms: f64| TOP + ph - ms / ytop * ph;
+    let x = |i: f64| c.left + i / secs * pw;
+    let y = |ms: f64| Canvas::TOP + ph - ms / ytop * ph;
     // Axes, grid and ticks.
-    let _ = writeln!(s, r##"<g stroke="#ccc">"##);
-    let mut v = 0.0;
-    while v <= ytop + ystep / 2.0 {
-        let _ = writeln!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/>"#,
-            LEFT + pw,
-            y = y(v)
-        );
-        v += ystep;
-    }
-    let _ = writeln!(s, "</g>");
-    let mut v = 0.0;
-    while v <= ytop + ystep / 2.0 {
-        let label = if ystep < 0.01 {
-            format!("{v:.3}")
-        } else if ystep < 1.0 {
-            format!("{v:.2}")
-        } else {
-            format!("{v:.0}")
-        };
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
-            LEFT - 6.0,
-            y(v) + 4.0
-        );
-        v += ystep;
-    }
+    let yticks = ticks(0.0, ystep, ytop + ystep / 2.0);
+    c.grid(&mut s, yticks.iter().map(|v| y(*v)));
+    c.y_labels(
+        &mut s,
+        yticks.iter().map(|&v| {
+            let label = if ystep < 0.01 {
+                format!("{v:.3}")
+            } else if ystep < 1.0 {
+                format!("{v:.2}")
+            } else {
+                format!("{v:.0}")
+            };
+            (y(v), label)
+        }),
+    );
     let xstep = nice_step(secs, 10.0).max(1.0);
-    let mut t = 0.0;
-    while t <= secs + 1e-9 {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{t:.0}</text>"#,
-            x(t),
-            TOP + ph + 18.0
-        );
-        t += xstep;
-    }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    c.x_labels(
+        &mut s,
+        ticks(0.0, xstep, secs + 1e-9)
+            .into_iter()
+            .map(|t| (x(t), t)),
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">seconds into the measured window</text>"#,
-        LEFT + pw / 2.0,
-        H - 12.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text transform="translate(18 {}) rotate(-90)" text-anchor="middle">milliseconds</text>"#,
-        TOP + ph / 2.0
+    c.frame(
+        &mut s,
+        "seconds into the measured window",
+        "milliseconds",
+        18.0,
     );
     // One pair of lines per op, and the legend.
     for (n, op) in ops.iter().enumerate() {
@@ -153,8 +236,8 @@ pub fn latency_svg(title: &str, series: &[[SecondSample; 7]]) -> String {
                 points.join(" ")
             );
         }
-        let ly = TOP + 10.0 + n as f64 * 20.0;
-        let lx = LEFT + pw + 15.0;
+        let ly = Canvas::TOP + 10.0 + n as f64 * 20.0;
+        let lx = c.left + pw + 15.0;
         let _ = writeln!(
             s,
             r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>"#,

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::{StepRow, SweepReport};
-use crate::report::{esc, nice_step};
+use crate::report::{Canvas, esc, nice_step, ticks};
 use crate::verdict::fmt_us;
 
 /// One step on one line, for the terminal and the table.
@@ -142,51 +142,42 @@ fn markdown(r: &SweepReport) -> String {
     o
 }
 
-const W: f64 = 960.0;
-const H: f64 = 480.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 40.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+const CANVAS: Canvas = Canvas {
+    left: 80.0,
+    right: 40.0,
+};
 
 /// Throughput (x) against p50/p99 response time (y, log scale).
 pub fn svg(r: &SweepReport) -> String {
+    let c = &CANVAS;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        esc(&format!(
+    c.open(
+        &mut s,
+        &format!(
             "{}: response time p99 (solid) and p50 (dashed) against throughput",
             r.scenario.name
-        ))
+        ),
     );
     let mut steps: Vec<&StepRow> = r.steps.iter().filter(|s| s.count > 0).collect();
     steps.sort_by(|a, b| a.offered.total_cmp(&b.offered));
     if steps.is_empty() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">no measured steps</text></svg>"#,
-            W / 2.0,
-            H / 2.0
-        );
+        Canvas::close_empty(&mut s, "no measured steps");
         return s;
     }
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let (pw, ph) = (c.pw(), c.ph());
     let xmax_raw = steps.iter().map(|s| s.achieved).fold(1.0, f64::max) * 1.05;
     let xstep = nice_step(xmax_raw, 8.0);
     let xmax = (xmax_raw / xstep).ceil() * xstep;
     // Decades from below the smallest p50 to above the largest p99 (and the SLO bounds), in µs.
-    let bounds_us: Vec<f64> = r
+    // Each bound is read back from its line (`... ≤ 2ms`); the error-rate line has none.
+    let bounds: Vec<(f64, &String)> = r
         .slo
         .iter()
         .filter_map(|l| {
             let d = l.rsplit("≤ ").next()?;
-            humantime::parse_duration(d.trim()).ok()
+            let bound = humantime::parse_duration(d.trim()).ok()?;
+            Some((bound.as_micros() as f64, l))
         })
-        .map(|d| d.as_micros() as f64)
         .collect();
     let lo = steps
         .iter()
@@ -195,63 +186,42 @@ pub fn svg(r: &SweepReport) -> String {
     let hi = steps
         .iter()
         .map(|s| s.p99_us.max(1) as f64)
-        .chain(bounds_us.iter().copied())
+        .chain(bounds.iter().map(|(b, _)| *b))
         .fold(1.0, f64::max);
     let (dlo, dhi) = (
         lo.log10().floor(),
         hi.log10().ceil().max(lo.log10().floor() + 1.0),
     );
-    let x = |v: f64| LEFT + v / xmax * pw;
-    let y = |us: f64| TOP + ph - (us.max(1.0).log10() - dlo) / (dhi - dlo) * ph;
-    let _ = writeln!(s, r##"<g stroke="#ccc">"##);
-    let mut d = dlo;
-    while d <= dhi {
-        let _ = writeln!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{v:.1}" y2="{v:.1}"/>"#,
-            LEFT + pw,
-            v = y(10f64.powf(d))
-        );
-        d += 1.0;
-    }
-    let _ = writeln!(s, "</g>");
-    let mut d = dlo;
-    while d <= dhi {
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
-            y(10f64.powf(d)) + 4.0,
-            fmt_us(10f64.powf(d) as u64)
-        );
-        d += 1.0;
-    }
-    let mut t = 0.0;
-    while t <= xmax + xstep / 2.0 {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{t:.0}</text>"#,
-            x(t),
-            TOP + ph + 18.0
-        );
-        t += xstep;
-    }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>
-<text x="{}" y="{}" text-anchor="middle">achieved throughput, operations per second</text>
-<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">response time (log scale)</text>"##,
-        LEFT + pw / 2.0,
-        H - 12.0,
-        TOP + ph / 2.0
+    let x = |v: f64| c.left + v / xmax * pw;
+    let y = |us: f64| Canvas::TOP + ph - (us.max(1.0).log10() - dlo) / (dhi - dlo) * ph;
+    let decades = ticks(dlo, 1.0, dhi);
+    c.grid(&mut s, decades.iter().map(|d| y(10f64.powf(*d))));
+    c.y_labels(
+        &mut s,
+        decades
+            .iter()
+            .map(|d| (y(10f64.powf(*d)), fmt_us(10f64.powf(*d) as u64))),
     );
-    for (b, label) in bounds_us.iter().zip(&r.slo) {
+    c.x_labels(
+        &mut s,
+        ticks(0.0, xstep, xmax + xstep / 2.0)
+            .into_iter()
+            .map(|t| (x(t), t)),
+    );
+    c.frame(
+        &mut s,
+        "achieved throughput, operations per second",
+        "response time (log scale)",
+        16.0,
+    );
+    let (left, top) = (c.left, Canvas::TOP);
+    for (b, label) in &bounds {
         let _ = writeln!(
             s,
-            r##"<line x1="{LEFT}" x2="{}" y1="{v:.1}" y2="{v:.1}" stroke="#d62728" stroke-dasharray="2 3"/>
+            r##"<line x1="{left}" x2="{}" y1="{v:.1}" y2="{v:.1}" stroke="#d62728" stroke-dasharray="2 3"/>
 <text x="{}" y="{:.1}" fill="#d62728" text-anchor="end">SLO {}</text>"##,
-            LEFT + pw,
-            LEFT + pw - 4.0,
+            left + pw,
+            left + pw - 4.0,
             y(*b) - 4.0,
             esc(label),
             v = y(*b)
@@ -260,11 +230,11 @@ pub fn svg(r: &SweepReport) -> String {
     if let Some(k) = &r.knee {
         let _ = writeln!(
             s,
-            r##"<line x1="{v:.1}" x2="{v:.1}" y1="{TOP}" y2="{}" stroke="#2ca02c" stroke-dasharray="6 3"/>
+            r##"<line x1="{v:.1}" x2="{v:.1}" y1="{top}" y2="{}" stroke="#2ca02c" stroke-dasharray="6 3"/>
 <text x="{:.1}" y="{}" fill="#2ca02c">knee {:.0} offered</text>"##,
-            TOP + ph,
+            top + ph,
             x(k.achieved) + 4.0,
-            TOP + 14.0,
+            top + 14.0,
             k.offered,
             v = x(k.achieved)
         );
