@@ -39,7 +39,8 @@ pub struct Client {
     wait_timeout: Duration,
 }
 
-/// Why a client could not be made: the experiment cannot start.
+/// How a worker's handle connects: the experiment's response timeout, and Sentinel's
+/// `+switch-master` followed as an application would.
 pub fn connect_options(w: &WorkloadSpec) -> ConnectOptions {
     ConnectOptions {
         connect_timeout: Duration::from_millis(500),
@@ -60,9 +61,9 @@ fn store_config(ttl: Duration) -> SessionConfig {
 }
 
 impl Client {
-    pub async fn connect(url: &str, w: &WorkloadSpec) -> Result<Client, cache::Error> {
-        let url = RedisUrl::parse(url)?;
-        let redis = Redis::connect(&url, &connect_options(w)).await?;
+    /// A worker's stores over a fresh handle to `url`. An error means the experiment cannot start.
+    pub async fn connect(url: &RedisUrl, w: &WorkloadSpec) -> Result<Client, cache::Error> {
+        let redis = Redis::connect(url, &connect_options(w)).await?;
         let keys = KeySchema::default();
         let rules = BTreeMap::from([(
             ENDPOINT.to_string(),

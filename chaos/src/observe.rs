@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cache::{KeySchema, Redis, TokenStatus};
+use cache::{KeySchema, Redis, RedisUrl, TokenStatus};
 use serde::Serialize;
 
 use crate::client::{Client, RATE_WINDOW};
@@ -41,15 +41,17 @@ pub struct FinalState {
     pub error: Option<String>,
 }
 
-/// Waits (≤ 30 s) until the topology serves writes again, then reads everything back.
+/// Waits (≤ 30 s) until the topology serves writes again through `url` (the workload's), then
+/// reads everything back.
 pub async fn final_state(
     db: &Db,
+    url: &RedisUrl,
     workload: &WorkloadSpec,
     clock: Clock,
     history: &History,
 ) -> FinalState {
     let mut state = FinalState::default();
-    let client = match settle(db, workload).await {
+    let client = match settle(db, url, workload).await {
         Ok(c) => c,
         Err(e) => {
             state.error = Some(e);
@@ -107,7 +109,7 @@ pub async fn final_state(
     state
 }
 
-async fn settle(db: &Db, workload: &WorkloadSpec) -> Result<Client, String> {
+async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Client, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut last = String::from("not tried");
     while tokio::time::Instant::now() < deadline {
@@ -119,7 +121,7 @@ async fn settle(db: &Db, workload: &WorkloadSpec) -> Result<Client, String> {
             },
         };
         if primary_ok {
-            match Client::connect(&db.url(), workload).await {
+            match Client::connect(url, workload).await {
                 Ok(c) if c.redis.ping().await.is_ok() => return Ok(c),
                 Ok(_) => last = "PING failed".into(),
                 Err(e) => last = e.to_string(),

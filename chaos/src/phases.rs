@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cache::RedisUrl;
 use futures_util::future::try_join_all;
 
 use crate::checker::{Evidence, judge};
@@ -54,8 +55,8 @@ pub struct Finishing {
     workload: Duration,
     clock: Clock,
     history: Arc<History>,
-    url: String,
-    initial_primary_port: u16,
+    /// The URL every client used; parsed once, printed (redacted) into the report.
+    url: RedisUrl,
     watch: SentinelWatch,
     prober: TtlProber,
     nemesis: AbortOnDrop<Rejoins>,
@@ -106,11 +107,15 @@ impl Prepared {
         } = self;
         let active_since = Instant::now();
         let db = Arc::new(db);
-        let url = db.url();
         let w = &exp.workload;
         // One handle per worker plus the prober's; each resolves the primary through Sentinel.
-        let connected = try_join_all((0..=w.clients).map(|_| Client::connect(&url, w))).await;
-        let mut clients = match connected {
+        let connected = async {
+            let url = RedisUrl::parse(&db.url())?;
+            let clients = try_join_all((0..=w.clients).map(|_| Client::connect(&url, w))).await?;
+            Ok::<_, cache::Error>((url, clients))
+        }
+        .await;
+        let (url, mut clients) = match connected {
             Ok(c) => c,
             Err(e) => {
                 teardown(db).await;
@@ -118,7 +123,6 @@ impl Prepared {
             }
         };
         let prober_client = clients.pop().expect("clients + 1 handles");
-        let initial_primary_port = db.nodes[0].port;
         let history = Arc::new(History::default());
         let clock = Clock::start();
         let sentinels = db.sentinels().map(|n| (n.name.clone(), n.port)).collect();
@@ -153,7 +157,6 @@ impl Prepared {
             clock,
             history,
             url,
-            initial_primary_port,
             watch,
             prober,
             nemesis,
@@ -175,7 +178,6 @@ impl Finishing {
             clock,
             history,
             url,
-            initial_primary_port,
             watch,
             prober,
             mut nemesis,
@@ -193,7 +195,7 @@ impl Finishing {
         let (_, probes, final_state) = tokio::join!(
             rejoins.join(),
             prober.finish(),
-            final_state(&db, &exp.workload, clock, &history)
+            final_state(&db, &url, &exp.workload, clock, &history)
         );
         // Stopped last, so Sentinel's late events (+convert-to-slave) are in the timeline.
         drop(watch);
@@ -210,7 +212,7 @@ impl Finishing {
             sentinel_events: &sentinel_events,
             probes: &probes,
             final_state: &final_state,
-            initial_primary_port,
+            initial_primary_port: db.nodes[0].port,
         });
         let fmt = time::format_description::well_known::Rfc3339;
         let report = Report {
@@ -224,8 +226,7 @@ impl Finishing {
                 workload_s: workload.as_secs_f64(),
                 finish_s: finish_started.elapsed().as_secs_f64(),
             },
-            url: cache::RedisUrl::parse(&url)
-                .map_or_else(|_| "(unparsable)".into(), |u| u.to_string()),
+            url: url.to_string(),
             nodes: db.nodes.clone(),
             faults,
             sentinel_events,
