@@ -28,6 +28,8 @@ use cache::url::{Node, Topology};
 use cache::{ConnectOptions, KeySchema, Redis, RedisUrl};
 use serde::Serialize;
 
+use crate::observe::Info;
+
 /// How bad a finding is. `High` makes `loadgen doctor` exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,7 +197,7 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
         .query_async::<String>(&mut conn)
         .await
     {
-        Ok(text) => parse_info(&text),
+        Ok(text) => Info::parse(&text).0,
         Err(e) => {
             report.findings.push(finding(
                 Severity::Medium,
@@ -266,14 +268,6 @@ pub fn connect_finding(e: &cache::Error) -> Finding {
         ),
     };
     finding(Severity::High, check, e.to_string(), fix)
-}
-
-fn parse_info(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.trim_end().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 async fn config_get(redis: &Redis) -> BTreeMap<String, String> {
@@ -454,7 +448,8 @@ async fn audit_security(redis: &Redis, config: &BTreeMap<String, String>, out: &
         .await;
     let nopass = match default_user {
         Ok(fields) => {
-            format!("{fields:?}").contains("nopass") && format!("{fields:?}").contains("\"on\"")
+            let fields = format!("{fields:?}");
+            fields.contains("nopass") && fields.contains("\"on\"")
         }
         Err(_) => false, // not allowed to look: assume it is protected
     };
@@ -646,7 +641,7 @@ async fn inspect_cluster(
                     .await
                 {
                     Ok(text) => {
-                        let info = parse_info(&text);
+                        let info = Info::parse(&text).0;
                         let state = info.get("cluster_state").cloned().unwrap_or_default();
                         let ok = info.get("cluster_slots_ok").cloned().unwrap_or_default();
                         if state != "ok" {

@@ -39,6 +39,11 @@ impl Info {
         self.0.get(key).map(String::as_str)
     }
 
+    /// How much the counter `key` grew since `before` (0 if it did not, or is missing).
+    pub fn increase_since(&self, before: &Info, key: &str) -> u64 {
+        (self.num(key).unwrap_or(0.0) - before.num(key).unwrap_or(0.0)).max(0.0) as u64
+    }
+
     /// Keys in db`n` (`db0:keys=12,expires=12,avg_ttl=0`).
     pub fn keys(&self) -> f64 {
         self.0
@@ -255,5 +260,9 @@ mod tests {
             }
         );
         assert_eq!(point(1.04, &i).values["used_memory"], 1024.0);
+        let later = Info::parse("used_memory:4096\r\nevicted_keys:3\r\n");
+        assert_eq!(later.increase_since(&i, "used_memory"), 3072);
+        assert_eq!(later.increase_since(&i, "evicted_keys"), 3);
+        assert_eq!(i.increase_since(&later, "used_memory"), 0);
     }
 }

@@ -336,9 +336,7 @@ pub async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Measured, 
     result?;
 
     let stats_after = observe::info(redis, "stats").await.unwrap_or_default();
-    let delta = |f: &str| {
-        (stats_after.num(f).unwrap_or(0.0) - stats_before.num(f).unwrap_or(0.0)).max(0.0) as u64
-    };
+    let delta = |f: &str| stats_after.increase_since(&stats_before, f);
     if delta("evicted_keys") > 0 {
         return Err(format!(
             "the server evicted {} keys while loadgen measured key sizes: it is too full to measure (use an empty server, or one with room)",

@@ -345,9 +345,7 @@ async fn one_policy(
     let out = stepper.step(&s.load, html).await?;
     let audit = seed::audit(stepper.workload(), s.seed).await;
     let after = crate::observe::info(redis, "all").await.unwrap_or_default();
-    let evicted = (after.num("evicted_keys").unwrap_or(0.0)
-        - before.num("evicted_keys").unwrap_or(0.0))
-    .max(0.0) as u64;
+    let evicted = after.increase_since(&before, "evicted_keys");
     let api = out.ops.get("api_call");
     let token_hit_ratio = api
         .filter(|a| a.count > 0)

@@ -51,12 +51,12 @@ pub struct RedisDelta {
 
 impl RedisDelta {
     fn between(before: &Info, after: &Info) -> RedisDelta {
-        let d = |f: &str| (after.num(f).unwrap_or(0.0) - before.num(f).unwrap_or(0.0)).max(0.0);
+        let d = |f: &str| after.increase_since(before, f);
         RedisDelta {
-            evicted_keys: d("evicted_keys") as u64,
-            expired_keys: d("expired_keys") as u64,
-            keyspace_hits: d("keyspace_hits") as u64,
-            keyspace_misses: d("keyspace_misses") as u64,
+            evicted_keys: d("evicted_keys"),
+            expired_keys: d("expired_keys"),
+            keyspace_hits: d("keyspace_hits"),
+            keyspace_misses: d("keyspace_misses"),
             used_memory_after: after.num("used_memory").unwrap_or(0.0) as u64,
         }
     }
