@@ -187,10 +187,7 @@ pub async fn run(opts: RunOptions) -> Result<i32, Fatal> {
     if result.is_err() {
         remove_empty_dir(&dir);
     }
-    // Stop the throwaway server off the async threads (its Drop waits for the process to exit).
-    if let Some(server) = target.throwaway {
-        let _ = tokio::task::spawn_blocking(move || drop(server)).await;
-    }
+    target.close().await;
     result
 }
 
@@ -204,9 +201,9 @@ async fn measure(
     let redis = &target.redis;
     let before = observe::info(redis, "all")
         .await
-        .map_err(|e| Fatal::target(format!("INFO on {}: {e}", target.display)))?;
+        .map_err(|e| Fatal::target(format!("INFO on {}: {e}", target.url)))?;
     let redis_version = before.get("redis_version").unwrap_or("unknown").to_string();
-    eprintln!("target: {} (redis {redis_version})", target.display);
+    eprintln!("target: {} (redis {redis_version})", target.url);
 
     let calibration = target::calibrate(redis, Duration::from_secs(1), 200_000).await;
     eprintln!(
@@ -219,7 +216,7 @@ async fn measure(
     let (seeded, accounts) = w
         .seed(64, &interrupted)
         .await
-        .map_err(|e| Fatal::run(format!("{e} (target {})", target.display)))?;
+        .map_err(|e| Fatal::run(format!("{e} (target {})", target.url)))?;
     eprintln!(
         "seeded {seeded} sessions for {accounts} accounts in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -248,12 +245,7 @@ async fn measure(
     );
     let sampler = Sampler::start(redis.clone());
     let status = Status::start(w.clone(), ramp_time + l.warmup.0 + l.duration.0);
-    let host = match &cache::RedisUrl::parse(&target.display).map(|u| u.topology) {
-        Ok(cache::Topology::Standalone { node, .. }) => format!("redis://{node}"),
-        Ok(cache::Topology::Sentinel { sentinels, .. }) => format!("redis://{}", sentinels[0]),
-        Ok(cache::Topology::Cluster { nodes }) => format!("redis://{}", nodes[0]),
-        Err(_) => "redis://target".into(),
-    };
+    let host = target.goose_host();
     let goose_result = workload::attack(
         w.clone(),
         AttackSettings {
@@ -328,17 +320,9 @@ async fn measure(
 
     let summary = Summary {
         schema_version: report::SCHEMA_VERSION,
-        scenario: ScenarioInfo {
-            name: s.display_name().to_string(),
-            file: opts.scenario_file.display().to_string(),
-            description: s.description.clone(),
-        },
+        scenario: ScenarioInfo::of(opts),
         config: s.clone(),
-        target: TargetInfo {
-            url: target.display.clone(),
-            kind: target.redis.kind().to_string(),
-            throwaway: target.throwaway.is_some(),
-        },
+        target: TargetInfo::of(target),
         run: RunInfo {
             started_utc: started_utc.to_string(),
             results_dir: dir.display().to_string(),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache::{ConnectOptions, Redis, RedisUrl};
+use cache::{ConnectOptions, Redis, RedisUrl, Topology};
 use localredis::{Persistence, RedisServer, ServerConfig};
 use serde::Serialize;
 
@@ -30,10 +30,35 @@ pub const CONNECT_BOUND: Duration = Duration::from_secs(5);
 
 pub struct Target {
     pub redis: Redis,
-    /// Redacted URL, safe to print.
-    pub display: String,
+    /// The URL it was reached by. Its `Display` redacts the password: safe to print.
+    pub url: RedisUrl,
     /// Set when we started the server; dropping it stops the server.
     pub throwaway: Option<RedisServer>,
+}
+
+impl Target {
+    /// The goose `host`: scheme and first host of the URL (goose wants an absolute URL; nothing
+    /// connects to it, and it never carries credentials).
+    pub fn goose_host(&self) -> String {
+        goose_host(&self.url)
+    }
+
+    /// Stops the throwaway server, if any, off the async threads (its `Drop` waits for the
+    /// process to exit).
+    pub async fn close(self) {
+        if let Some(server) = self.throwaway {
+            let _ = tokio::task::spawn_blocking(move || drop(server)).await;
+        }
+    }
+}
+
+fn goose_host(url: &RedisUrl) -> String {
+    let first = match &url.topology {
+        Topology::Standalone { node, .. } => Some(node),
+        Topology::Sentinel { sentinels, .. } => sentinels.first(),
+        Topology::Cluster { nodes } => nodes.first(),
+    };
+    first.map_or_else(|| "redis://target".into(), |n| format!("redis://{n}"))
 }
 
 /// Where the URL came from, for messages.
@@ -136,7 +161,7 @@ pub async fn resolve(
         let redis = connect(&url, cfg, tls_ca).await?;
         return Ok(Target {
             redis,
-            display: url.to_string(),
+            url,
             throwaway: None,
         });
     }
@@ -164,7 +189,7 @@ pub async fn resolve(
     let redis = connect(&url, cfg, tls_ca).await?;
     Ok(Target {
         redis,
-        display: url.to_string(),
+        url,
         throwaway: Some(server),
     })
 }
@@ -216,5 +241,24 @@ pub async fn calibrate(redis: &Redis, budget: Duration, max_ops: u64) -> Calibra
         ops,
         seconds: (seconds * 1000.0).round() / 1000.0,
         ops_per_sec: (ops as f64 / seconds.max(1e-9)).round(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goose_host_is_the_first_host_without_credentials() {
+        let host = |u: &str| goose_host(&RedisUrl::parse(u).unwrap());
+        assert_eq!(
+            host("redis://:***@10.0.0.5:6379/0"),
+            "redis://10.0.0.5:6379"
+        );
+        assert_eq!(
+            host("redis://s1:26379,s2:26379/mymaster"),
+            "redis://s1:26379"
+        );
+        assert_eq!(host("rediss://u:***@h:6380"), "redis://h:6380");
     }
 }

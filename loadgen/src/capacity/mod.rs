@@ -396,13 +396,12 @@ pub async fn run(args: CapacityArgs, env_url: Option<String>) -> Result<i32, Fat
     };
     eprintln!(
         "measuring {} samples per kind on {}",
-        args.samples, target.display
+        args.samples, target.url
     );
     let result = report(&target.redis, s, limit, headroom, args.samples).await;
-    if let Some(server) = target.throwaway {
-        let _ = tokio::task::spawn_blocking(move || drop(server)).await;
-    }
-    let r = result.map_err(|e| Fatal::run(format!("{e} (target {})", target.display)))?;
+    let shown = target.url.to_string();
+    target.close().await;
+    let r = result.map_err(|e| Fatal::run(format!("{e} (target {shown})")))?;
     if args.format == "json" {
         let j = serde_json::to_string_pretty(&r).map_err(|e| Fatal::run(e.to_string()))?;
         println!("{j}");
@@ -410,7 +409,7 @@ pub async fn run(args: CapacityArgs, env_url: Option<String>) -> Result<i32, Fat
         println!(
             "# loadgen capacity: {} on {}\n\n{}",
             s.display_name(),
-            target.display,
+            shown,
             render_markdown(&r)
         );
     }

@@ -230,20 +230,14 @@ pub async fn run(args: EvictArgs, env_url: Option<String>) -> Result<i32, Fatal>
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
         let html = dir.join("goose").join(format!("{file}.html"));
         let r = one_policy(&target, case, &html, capacity.as_ref()).await;
-        if let Some(server) = target.throwaway {
-            let _ = tokio::task::spawn_blocking(move || drop(server)).await;
-        }
+        target.close().await;
         let r = r?;
         eprintln!("{}", render::line(&r));
         results.push(r);
     }
     let report = EvictReport {
         schema_version: SCHEMA_VERSION,
-        scenario: crate::report::ScenarioInfo {
-            name: s.display_name().to_string(),
-            file: opts.scenario_file.display().to_string(),
-            description: s.description.clone(),
-        },
+        scenario: crate::report::ScenarioInfo::of(&opts),
         target: if url_target {
             crate::target::parse_url(&opts.url)?.map_or_else(String::new, |u| u.to_string())
         } else {
@@ -308,9 +302,7 @@ async fn calibrate(opts: &RunOptions, cases: &[Case]) -> Result<Option<CapacityR
         capacity::RESULTS_SAMPLES,
     )
     .await;
-    if let Some(server) = target.throwaway {
-        let _ = tokio::task::spawn_blocking(move || drop(server)).await;
-    }
+    target.close().await;
     Ok(
         r.map_err(|e| eprintln!("warning: no memory projection: {e}"))
             .ok(),

@@ -67,6 +67,17 @@ pub struct ScenarioInfo {
     pub description: Option<String>,
 }
 
+impl ScenarioInfo {
+    /// The scenario of a resolved command line.
+    pub fn of(o: &crate::run::RunOptions) -> ScenarioInfo {
+        ScenarioInfo {
+            name: o.scenario.display_name().to_string(),
+            file: o.scenario_file.display().to_string(),
+            description: o.scenario.description.clone(),
+        }
+    }
+}
+
 #[derive(Serialize, Clone)]
 pub struct TargetInfo {
     /// Redacted: a password shows as `***`.
@@ -75,6 +86,16 @@ pub struct TargetInfo {
     pub kind: String,
     /// True when loadgen started (and removed) the server itself.
     pub throwaway: bool,
+}
+
+impl TargetInfo {
+    pub fn of(t: &crate::target::Target) -> TargetInfo {
+        TargetInfo {
+            url: t.url.to_string(),
+            kind: t.redis.kind().to_string(),
+            throwaway: t.throwaway.is_some(),
+        }
+    }
 }
 
 #[derive(Serialize)]

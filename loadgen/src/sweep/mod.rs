@@ -227,9 +227,7 @@ pub async fn run(args: SweepArgs, env_url: Option<String>) -> Result<i32, Fatal>
         }
     };
     let result = sweep(&opts, &plan, &target, &dir, started_utc).await;
-    if let Some(server) = target.throwaway {
-        let _ = tokio::task::spawn_blocking(move || drop(server)).await;
-    }
+    target.close().await;
     result
 }
 
@@ -243,19 +241,19 @@ async fn sweep(
     let s = &opts.scenario;
     let info = crate::observe::info(&target.redis, "server")
         .await
-        .map_err(|e| Fatal::target(format!("INFO on {}: {e}", target.display)))?;
+        .map_err(|e| Fatal::target(format!("INFO on {}: {e}", target.url)))?;
     let version = info.get("redis_version").unwrap_or("unknown").to_string();
     eprintln!(
         "sweep: scenario {} on {} (redis {version})",
         s.display_name(),
-        target.display
+        target.url
     );
     let mut stepper = step::Stepper::new(target, s).await?;
     let (seeded, _) = stepper
         .workload()
         .seed(64, &run::interrupted)
         .await
-        .map_err(|e| Fatal::run(format!("{e} (target {})", target.display)))?;
+        .map_err(|e| Fatal::run(format!("{e} (target {})", target.url)))?;
     eprintln!(
         "seeded {seeded} sessions; stepping {} from {}",
         if plan.by_users { "users" } else { "ops/s" },
@@ -337,16 +335,8 @@ async fn sweep(
     };
     let report = SweepReport {
         schema_version: SCHEMA_VERSION,
-        scenario: ScenarioInfo {
-            name: s.display_name().to_string(),
-            file: opts.scenario_file.display().to_string(),
-            description: s.description.clone(),
-        },
-        target: TargetInfo {
-            url: target.display.clone(),
-            kind: target.redis.kind().to_string(),
-            throwaway: target.throwaway.is_some(),
-        },
+        scenario: ScenarioInfo::of(opts),
+        target: TargetInfo::of(target),
         started_utc,
         results_dir: dir.display().to_string(),
         by: if plan.by_users { "users" } else { "rate" }.into(),

@@ -70,15 +70,6 @@ pub struct Stepper<'t> {
     attacks: u64,
 }
 
-/// The goose `host` for a target: scheme and first host of the redacted URL (goose wants an
-/// absolute URL; nothing connects to it).
-fn goose_host(display: &str) -> String {
-    let rest = display.split_once("://").map_or(display, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host = rest.split([',', '/', '?']).next().unwrap_or("target");
-    format!("redis://{host}")
-}
-
 impl<'t> Stepper<'t> {
     /// Builds the stores and an empty keyspace for `scenario` on `target` (nothing is written yet:
     /// seed through [`Stepper::workload`]).
@@ -138,7 +129,7 @@ impl<'t> Stepper<'t> {
         let goose = workload::attack(
             w.clone(),
             AttackSettings {
-                host: goose_host(&self.target.display),
+                host: self.target.goose_host(),
                 users: load.users,
                 ramp,
                 run_time_secs: (load.warmup.0 + load.duration.0).as_secs_f64().ceil() as u64 + 1,
@@ -197,23 +188,5 @@ async fn reclaim(mut w: Arc<Workload>) -> Result<Workload, Fatal> {
                 ));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::goose_host;
-
-    #[test]
-    fn goose_host_is_the_first_host_without_credentials() {
-        assert_eq!(
-            goose_host("redis://:***@10.0.0.5:6379/0"),
-            "redis://10.0.0.5:6379"
-        );
-        assert_eq!(
-            goose_host("redis://s1:26379,s2:26379/mymaster"),
-            "redis://s1:26379"
-        );
-        assert_eq!(goose_host("rediss://u:***@h:6380"), "redis://h:6380");
     }
 }
