@@ -40,9 +40,10 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 
 use futures_util::future::join_all;
+use localredis::Persistence;
 
 use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives};
-use crate::experiment::{PersistenceMode, TopologyKind, TopologySpec};
+use crate::experiment::{TopologyKind, TopologySpec};
 use crate::guard::Pending;
 
 const RUN_LABEL: &str = "authority-chaos.run";
@@ -92,14 +93,15 @@ fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option
         format!("requirepass \"{password}\""),
         format!("masterauth \"{password}\""),
     ];
-    lines.extend(match spec.persistence {
-        PersistenceMode::None => vec!["save \"\"".to_string(), "appendonly no".into()],
-        PersistenceMode::Rdb => vec!["save 900 1 300 10 60 10000".into(), "appendonly no".into()],
-        PersistenceMode::RdbFast => vec!["save 1 1".into(), "appendonly no".into()],
-        PersistenceMode::Aof => vec![
+    // The settings the process backend hands to localredis (`PersistenceMode::to_localredis`):
+    // one mapping from the experiment's mode, so both backends persist alike.
+    lines.extend(match spec.persistence.to_localredis() {
+        Persistence::None => vec!["save \"\"".to_string(), "appendonly no".into()],
+        Persistence::Rdb { save } => vec![format!("save {save}"), "appendonly no".into()],
+        Persistence::Aof { fsync } => vec![
             "save \"\"".into(),
             "appendonly yes".into(),
-            "appendfsync everysec".into(),
+            format!("appendfsync {fsync}"),
         ],
     });
     if let Some(p) = replica_of {
