@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use support::{containers_labelled, docker_ready, skip};
+use support::{containers_labelled, docker_ready, have_binaries};
 
 /// Long enough never to end (or fault) on its own before the test interrupts it.
 const EXPERIMENT: &str = r#"
@@ -231,14 +231,6 @@ fn comm(pid: u32) -> String {
 /// Whether `pid` is (still, or as a zombie) a Redis process.
 fn is_redis(pid: u32) -> bool {
     comm(pid).starts_with("redis-")
-}
-
-fn have_binaries() -> bool {
-    ["redis-server", "redis-sentinel"].iter().all(|name| {
-        localredis::require_binary_for_test(name)
-            .map_err(|reason| skip(&reason))
-            .is_ok()
-    })
 }
 
 #[test]

@@ -7,16 +7,6 @@ use chaos::BackendKind;
 use chaos::report::Report;
 use support::*;
 
-fn have_binaries() -> bool {
-    for name in ["redis-server", "redis-sentinel"] {
-        if let Err(reason) = localredis::require_binary_for_test(name) {
-            skip(&reason);
-            return false;
-        }
-    }
-    true
-}
-
 async fn on_processes(name: &str) -> Option<&'static Report> {
     if !have_binaries() {
         return None;

@@ -30,11 +30,8 @@ fn dirs_starting(root: &Path, prefix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn repeat_keeps_every_run_and_summarises_the_spread() {
-    for name in ["redis-server", "redis-sentinel"] {
-        if let Err(reason) = localredis::require_binary_for_test(name) {
-            support::skip(&reason);
-            return;
-        }
+    if !support::have_binaries() {
+        return;
     }
     let results = tempfile::tempdir().unwrap();
     let experiment =

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 use chaos::checker::Invariant;
 use chaos::report::Report;
 use chaos::run::Outcome;
-use chaos::{BackendKind, Event, Experiment, Interrupt, RunOptions, run_guarded, run_plan};
-
-/// Experiments measure timings: run them one at a time even when the harness runs tests in
-/// parallel, so they do not compete for the 2 cores.
-pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use chaos::{BackendKind, Event, Experiment, Interrupt, RunOptions, run_plan};
 
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -24,6 +20,16 @@ pub fn skip(reason: &str) {
         panic!("{reason} (CI is set, so this is a failure, not a skip)");
     }
     eprintln!("skipped: {reason}");
+}
+
+/// Whether `redis-server` and `redis-sentinel` are installed; if not, prints why the test is
+/// skipped (or panics under CI).
+pub fn have_binaries() -> bool {
+    ["redis-server", "redis-sentinel"].iter().all(|name| {
+        localredis::require_binary_for_test(name)
+            .map_err(|reason| skip(&reason))
+            .is_ok()
+    })
 }
 
 /// The image for the Docker tests, or `None` (after printing why, or panicking under CI) when
@@ -81,20 +87,6 @@ pub fn scenario(name: &str) -> Experiment {
         exp.expect.max_write_gap = Some(gap.max(std::time::Duration::from_secs(15)));
     }
     exp
-}
-
-/// Runs `exp` on `backend` with results in a temporary directory (removed afterwards).
-pub async fn run(exp: Experiment, backend: BackendKind, image: &str) -> Report {
-    let results = tempfile::tempdir().unwrap();
-    let opts = RunOptions {
-        backend,
-        image: image.to_string(),
-        results_root: results.path().to_path_buf(),
-    };
-    let outcome = run_guarded(exp, opts)
-        .await
-        .expect("the experiment did not complete");
-    checked(outcome).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The files a run must leave, and no password in them.
