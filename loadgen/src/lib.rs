@@ -11,6 +11,7 @@
 //! | [`scenario`] | the TOML schema, validation, errors with `file:line:col` |
 //! | [`keyspace`] | accounts, sessions and tokens as the simulated server remembers them |
 //! | [`workload`] | the goose transaction: one weighted op against the stores |
+//! | [`attack`] | one measured goose attack with the live status line |
 //! | [`pacing`] | open-model schedule; service vs response time (coordinated omission) |
 //! | [`record`] | HdrHistograms per op, per-second series |
 //! | [`invariants`] | lost sessions, rate-limit over-admission, revoked tokens that validate |
@@ -25,6 +26,7 @@
 //! | [`capacity`] | `loadgen capacity`: bytes per key kind, what fits in a maxmemory |
 //! | [`evict`] | `loadgen evict`: eviction policies vs sessions and rate limits, SAFE/UNSAFE |
 
+pub mod attack;
 pub mod capacity;
 pub mod cli;
 pub mod compare;

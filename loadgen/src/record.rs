@@ -119,6 +119,14 @@ impl Window {
     pub fn contains(&self, t: Instant) -> bool {
         self.start().is_some_and(|s| t >= s && t < s + self.length)
     }
+
+    /// Seconds of the window that had passed at `end`: 0 before it opened, at most its length.
+    pub fn seconds_until(&self, end: Instant) -> f64 {
+        match self.start() {
+            Some(start) if end > start => end.duration_since(start).min(self.length).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
 }
 
 pub struct Recorder {
@@ -313,7 +321,11 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         r.record(Op::Login, ms(1), ms(2), Outcome::Ok, None, t0);
+        assert_eq!(r.window.seconds_until(t0 + ms(6)), 0.0, "not open yet");
         r.window.open_at(t0 + ms(5));
+        assert_eq!(r.window.seconds_until(t0 + ms(5)), 0.0);
+        assert_eq!(r.window.seconds_until(t0 + ms(1005)), 1.0);
+        assert_eq!(r.window.seconds_until(t0 + Duration::from_secs(60)), 10.0);
         r.record(
             Op::Login,
             ms(1),

@@ -21,15 +21,15 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::Fatal;
+use crate::attack;
 use crate::keyspace::Keyspace;
 use crate::observe::{self, Info, SERIES_FIELDS, Sampler};
 use crate::report::{
     self, Environment, RedisReport, RunInfo, ScenarioInfo, SloResult, Summary, TargetInfo,
 };
-use crate::scenario::{Op, Scenario};
-use crate::status::Status;
+use crate::scenario::Scenario;
 use crate::target::{self, Target, UrlSource};
-use crate::workload::{self, AttackSettings, Workload, WorkloadParts};
+use crate::workload::{Workload, WorkloadParts};
 
 /// Everything `run` needs, resolved at the edge (see [`crate::cli`]).
 pub struct RunOptions {
@@ -230,12 +230,10 @@ async fn measure(
     }
 
     let l = &s.load;
-    let ramp = l.ramp_per_sec();
-    let ramp_time = Duration::from_secs_f64((l.users.saturating_sub(1)) as f64 / ramp);
-    let run_time_secs = (l.warmup.0 + l.duration.0).as_secs_f64().ceil() as u64 + 1;
     eprintln!(
-        "running: {} users (ramp {ramp}/s), warm-up {}, measuring {}, {}",
+        "running: {} users (ramp {}/s), warm-up {}, measuring {}, {}",
         l.users,
+        l.ramp_per_sec(),
         l.warmup,
         l.duration,
         match l.rate {
@@ -244,25 +242,9 @@ async fn measure(
         }
     );
     let sampler = Sampler::start(redis.clone());
-    let status = Status::start(w.clone(), ramp_time + l.warmup.0 + l.duration.0);
-    let host = target.goose_host();
-    let goose_result = workload::attack(
-        w.clone(),
-        AttackSettings {
-            host,
-            users: l.users,
-            ramp,
-            run_time_secs,
-            report_html: dir.join("report.html").to_string_lossy().into_owned(),
-        },
-    )
-    .await;
-    let attack_ended = Instant::now();
-    status.finish().await;
+    let measured_seconds =
+        attack::measured(&w, l, target.goose_host(), &dir.join("report.html")).await;
     let series = sampler.finish().await;
-    if let Err(e) = &goose_result {
-        eprintln!("warning: {e}");
-    }
 
     let after = observe::info(redis, "all").await.unwrap_or_default();
     let bytes_per_key = observe::memory_per_key(redis, &s.keyspace.prefix, 32).await;
@@ -273,23 +255,9 @@ async fn measure(
         crate::capacity::for_results(redis, s).await
     };
     let measured = w.recorder.finish();
-    let measured_seconds = match w.recorder.window.start() {
-        Some(start) if attack_ended > start => attack_ended
-            .duration_since(start)
-            .min(w.recorder.window.length())
-            .as_secs_f64(),
-        _ => 0.0,
-    };
     let invariants = w.invariants.counts();
     let verdicts = crate::verdict::judge(&s.slo, &measured, &invariants, measured_seconds);
     let passed = verdicts.iter().all(|v| v.passed);
-    let weighted: Vec<Op> = s
-        .mix
-        .weights()
-        .iter()
-        .filter(|(_, w)| *w > 0)
-        .map(|(o, _)| *o)
-        .collect();
 
     let before_sel = selected(&before);
     let after_sel = selected(&after);
@@ -333,7 +301,7 @@ async fn measure(
             inject_delay_us: opts.inject_delay.map_or(0, |d| d.as_micros() as u64),
             seeded_sessions: seeded,
         },
-        ops: report::op_stats(&measured, &weighted, measured_seconds),
+        ops: report::op_stats(&measured, &s.mix.weighted_ops(), measured_seconds),
         invariants,
         slo: SloResult { passed, verdicts },
         redis: RedisReport {

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cache::{Claims, NewSession, RateLimiter, SessionStore, TokenCache, TokenStatus};
-use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use rand::distr::Distribution as _;
 use rand::distr::weighted::WeightedIndex;
@@ -132,7 +131,7 @@ impl Workload {
     }
 
     /// The goose transaction body: wait for the schedule, do one op, record it.
-    async fn step(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+    pub(crate) async fn step(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
         // Goose clears its killswitch when an attack starts, so a Ctrl-C that came just before
         // would be forgotten: re-arm it from our own flag.
         if crate::run::interrupted() {
@@ -434,66 +433,4 @@ impl Workload {
         }
         Ok((done, done.div_ceil(per)))
     }
-}
-
-/// How goose should run the attack.
-pub struct AttackSettings {
-    /// Absolute URL goose requires; never contains credentials.
-    pub host: String,
-    pub users: u32,
-    pub ramp: f64,
-    /// Seconds goose runs after all users started (warm-up + duration, rounded up, + 1 s).
-    pub run_time_secs: u64,
-    pub report_html: String,
-}
-
-/// Goose's log lines at warning level and above, on stderr; its per-user chatter dropped.
-///
-/// Goose installs a logger that prints to stdout unless one is already installed; ours is
-/// installed first so stdout stays the results summary.
-struct GooseLog;
-
-impl log::Log for GooseLog {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!("goose {}: {}", r.level().as_str().to_lowercase(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn route_goose_log() {
-    static LOG: GooseLog = GooseLog;
-    if log::set_logger(&LOG).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
-}
-
-/// Runs the goose attack to completion (or until Ctrl-C trips goose's killswitch).
-pub async fn attack(w: Arc<Workload>, s: AttackSettings) -> Result<GooseMetrics, String> {
-    route_goose_log();
-    let mut config = GooseConfiguration::default();
-    config.host = Some(s.host);
-    config.users = Some(s.users as usize);
-    config.increase_rate = Some(format!("{}", s.ramp));
-    config.run_time = Some(s.run_time_secs.to_string());
-    config.report_file = vec![s.report_html];
-    config.no_print_metrics = true;
-    config.no_error_summary = true;
-    config.no_telnet = true;
-    // One transaction that does everything: per-transaction and per-scenario tables would only
-    // repeat the request table.
-    config.no_transaction_metrics = true;
-    config.no_scenario_metrics = true;
-    let step: TransactionFunction = Arc::new(move |user| Box::pin(w.clone().step(user)));
-    let scenario = scenario!("redis").register_transaction(Transaction::new(step).set_name("op"));
-    GooseAttack::initialize_with_config(config)
-        .map_err(|e| format!("goose: {e}"))?
-        .register_scenario(scenario)
-        .execute()
-        .await
-        .map_err(|e| format!("goose: {e}"))
 }

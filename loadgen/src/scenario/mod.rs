@@ -201,6 +201,15 @@ impl Mix {
         ]
     }
 
+    /// The ops with a weight above 0, in [`Op::ALL`] order.
+    pub fn weighted_ops(&self) -> Vec<Op> {
+        self.weights()
+            .iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(o, _)| *o)
+            .collect()
+    }
+
     pub fn total(&self) -> u64 {
         self.weights().iter().map(|(_, w)| *w as u64).sum()
     }

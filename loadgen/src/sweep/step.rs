@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::Fatal;
+use crate::attack;
 use crate::invariants::InvariantCounts;
 use crate::observe::{self, Info};
 use crate::record::Measured;
 use crate::report::{self, OpStats};
-use crate::scenario::{Load, Op, Scenario};
-use crate::status::Status;
+use crate::scenario::{Load, Scenario};
 use crate::target::Target;
-use crate::workload::{self, AttackSettings, Workload, WorkloadParts};
+use crate::workload::{Workload, WorkloadParts};
 
 /// What one attack measured.
 pub struct StepOutcome {
@@ -123,44 +123,11 @@ impl<'t> Stepper<'t> {
         );
         let redis = &self.target.redis;
         let before = observe::info(redis, "all").await.unwrap_or_default();
-        let ramp = load.ramp_per_sec();
-        let ramp_time = Duration::from_secs_f64(load.users.saturating_sub(1) as f64 / ramp);
-        let status = Status::start(w.clone(), ramp_time + load.warmup.0 + load.duration.0);
-        let goose = workload::attack(
-            w.clone(),
-            AttackSettings {
-                host: self.target.goose_host(),
-                users: load.users,
-                ramp,
-                run_time_secs: (load.warmup.0 + load.duration.0).as_secs_f64().ceil() as u64 + 1,
-                report_html: report_html.to_string_lossy().into_owned(),
-            },
-        )
-        .await;
-        let ended = Instant::now();
-        status.finish().await;
-        if let Err(e) = goose {
-            eprintln!("warning: {e}");
-        }
+        let seconds = attack::measured(&w, load, self.target.goose_host(), report_html).await;
         let after = observe::info(redis, "all").await.unwrap_or_default();
         let measured = w.recorder.finish();
-        let seconds = match w.recorder.window.start() {
-            Some(start) if ended > start => ended
-                .duration_since(start)
-                .min(w.recorder.window.length())
-                .as_secs_f64(),
-            _ => 0.0,
-        };
         let invariants = w.invariants.counts();
-        let weighted: Vec<Op> = self
-            .scenario
-            .mix
-            .weights()
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(o, _)| *o)
-            .collect();
-        let ops = report::op_stats(&measured, &weighted, seconds);
+        let ops = report::op_stats(&measured, &self.scenario.mix.weighted_ops(), seconds);
         self.workload = Some(reclaim(w).await?);
         Ok(StepOutcome {
             measured,
