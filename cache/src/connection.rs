@@ -223,17 +223,10 @@ impl Redis {
             url: Arc::new(url.clone()),
         };
         // ConnectionManager may come up before AUTH is proven on every path; one PING settles it.
-        redis.ping().await.map_err(|e| match e {
-            Error::Command { cause, .. } => Error::Unreachable {
-                target: url.to_string(),
-                cause,
-            },
-            Error::Auth { cause, .. } => Error::Auth {
-                target: url.to_string(),
-                cause,
-            },
-            other => other,
-        })?;
+        redis
+            .ping()
+            .await
+            .map_err(|e| e.at_connect(&url.to_string()))?;
         Ok(redis)
     }
 

@@ -40,7 +40,7 @@ pub mod token;
 pub mod url;
 
 pub use connection::{ConnectOptions, Redis};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use keys::KeySchema;
 pub use ratelimit::{Algorithm, Decision, FailureMode, IpPolicy, RateLimiter, Rule};
 pub use session::{NewSession, Session, SessionConfig, SessionId, SessionStore};

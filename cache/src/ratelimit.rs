@@ -29,7 +29,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::Redis;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::keys::KeySchema;
 
 static FIXED: LazyLock<Script> =
@@ -91,8 +91,17 @@ pub enum FailureMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Degraded {
-    FailedOpen { cause: String },
-    FailedClosed { cause: String },
+    FailedOpen { kind: ErrorKind, cause: String },
+    FailedClosed { kind: ErrorKind, cause: String },
+}
+
+impl Degraded {
+    /// Why Redis could not decide.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Degraded::FailedOpen { kind, .. } | Degraded::FailedClosed { kind, .. } => *kind,
+        }
+    }
 }
 
 /// The limiter's answer for one request.
@@ -223,7 +232,9 @@ impl RateLimiter {
             .ratelimit(&normalize_ip(ip, self.ip_policy)?, endpoint)?;
         match self.decide(&key, &rule).await {
             Ok(d) => Ok(d),
-            Err(e) if e.is_unavailable() || matches!(e, Error::Auth { .. }) => {
+            // Redis could not decide (down, refusing the write, refusing the user): the failure
+            // mode decides. Input and data errors stay errors.
+            Err(e) if e.redis_error().is_some() || e.kind() == ErrorKind::NoPrimary => {
                 Ok(self.degraded(&rule, e))
             }
             Err(e) => Err(e),
@@ -231,10 +242,10 @@ impl RateLimiter {
     }
 
     fn degraded(&self, rule: &Rule, e: Error) -> Decision {
-        let cause = e.to_string();
+        let (kind, cause) = (e.kind(), e.to_string());
         let (allowed, degraded) = match self.failure_mode {
-            FailureMode::Open => (true, Degraded::FailedOpen { cause }),
-            FailureMode::Closed => (false, Degraded::FailedClosed { cause }),
+            FailureMode::Open => (true, Degraded::FailedOpen { kind, cause }),
+            FailureMode::Closed => (false, Degraded::FailedClosed { kind, cause }),
         };
         Decision {
             allowed,

@@ -31,7 +31,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, ConnectionInfo, Pipeline, RedisError, RedisResult, Value};
 
 use crate::connection::{ConnectOptions, client_for, node_info};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, no_primary_error};
 use crate::url::{Node, RedisUrl, Topology};
 
 /// After a failed resolution, requests within this window fail fast with the same cause instead of
@@ -334,13 +334,11 @@ impl SentinelPrimary {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (generation, conn) = self.acquire().await.map_err(|e| {
-                RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no Redis primary available",
-                    e.to_string(),
-                ))
-            })?;
+            // Never sent: reported as "no primary", not as an I/O failure that may have applied.
+            let (generation, conn) = self
+                .acquire()
+                .await
+                .map_err(|e| no_primary_error(e.to_string()))?;
             let result = op(conn).await;
             let err = match result {
                 Ok(v) => match v.reply_error() {

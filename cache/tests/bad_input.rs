@@ -594,7 +594,7 @@ async fn run(probe: Probe, ctx: Option<Arc<Ctx>>) -> Result<String, Error> {
 fn describe(d: &cache::Decision) -> String {
     match &d.degraded {
         None => format!("allowed: {}", d.allowed),
-        Some(Degraded::FailedOpen { cause } | Degraded::FailedClosed { cause }) => {
+        Some(Degraded::FailedOpen { cause, .. } | Degraded::FailedClosed { cause, .. }) => {
             format!(
                 "DEGRADED decision (allowed: {}) because: {cause}",
                 d.allowed

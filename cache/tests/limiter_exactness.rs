@@ -516,8 +516,10 @@ async fn redis_down_fails_open_or_closed_degraded_then_counting_resumes() {
     wait_for("saturation before the outage", || saturated(UP)).await;
 
     // 2. Down: SIGKILL, as a crash would; wait for degraded decisions from both fleets.
-    tokio::task::block_in_place(|| server.kill()).expect("kill redis-server");
+    // The phase moves first: a decision that completes between the kill and the store must not
+    // be judged as one made while Redis was up.
     phase.store(DOWN, Ordering::SeqCst);
+    tokio::task::block_in_place(|| server.kill()).expect("kill redis-server");
     let outage = wait_for("degraded decisions during the outage", || {
         degraded[DOWN]
             .iter()

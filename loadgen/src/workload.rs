@@ -218,8 +218,8 @@ impl Workload {
         let d = self.limiter.check(ip.1, endpoint).await?;
         if let Some(deg) = &d.degraded {
             return Err(cache::Error::Command {
-                category: "rate limit degraded",
-                cause: format!("{deg:?}"),
+                kind: deg.kind(),
+                source: redis::make_extension_error("DEGRADED".into(), Some(format!("{deg:?}"))),
                 indeterminate: true,
             });
         }
