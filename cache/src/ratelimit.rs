@@ -13,6 +13,17 @@
 //!
 //! Time comes from Redis (`TIME` inside the scripts), so instances with skewed clocks still agree.
 //!
+//! `Retry-After` ([`Decision::retry_after`]) is the earliest moment a refused client is admitted if
+//! no one else spends the limit meanwhile, so a client that honours it gets in on its first retry
+//! (and waiting longer never hurts: each algorithm's admission only becomes easier with time):
+//! - fixed window: the counter's TTL + 1 ms (Redis expires a key once its clock passes the
+//!   deadline, not at it);
+//! - sliding window: the first whole ms at which the weighted estimate leaves room for one more,
+//!   later in this window when the previous window's weight is what blocks, or in the next window
+//!   when this one is already full;
+//! - GCRA: the theoretical arrival time minus the burst tolerance, exactly `governor`'s
+//!   `NotUntil::wait_time_from`.
+//!
 //! When Redis fails, the configured [`FailureMode`] decides: fail open (admit) or fail closed (refuse).
 //! Either way the [`Decision`] says it was [`Decision::degraded`], so callers can log and count it.
 //!
@@ -220,6 +231,31 @@ impl RateLimiter {
     /// Counts one request from `ip` to `endpoint` and decides. Input errors (unknown endpoint, bad
     /// IP) are returned as errors; Redis errors become a degraded decision per the failure mode.
     pub async fn check(&self, ip: &str, endpoint: &str) -> Result<Decision> {
+        self.check_inner(ip, endpoint, None).await
+    }
+
+    /// Test hook: decides as if Redis's clock read `at` (sliding window and GCRA; a fixed window
+    /// resets by key expiry, which only Redis's real clock drives). It lets property tests replay
+    /// arrival schedules against an oracle without sleeping. Production code calls
+    /// [`RateLimiter::check`]: the limiter's whole point is that Redis's clock decides.
+    #[doc(hidden)]
+    pub async fn check_at(
+        &self,
+        ip: &str,
+        endpoint: &str,
+        at: std::time::SystemTime,
+    ) -> Result<Decision> {
+        let at_us = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Error::Invalid {
+                field: "at",
+                reason: "expected a time after 1970".into(),
+            })?
+            .as_micros() as u64;
+        self.check_inner(ip, endpoint, Some(at_us)).await
+    }
+
+    async fn check_inner(&self, ip: &str, endpoint: &str, at_us: Option<u64>) -> Result<Decision> {
         let rule = *self.rules.get(endpoint).ok_or_else(|| Error::Invalid {
             field: "endpoint",
             reason: format!(
@@ -230,7 +266,7 @@ impl RateLimiter {
         let key = self
             .keys
             .ratelimit(&normalize_ip(ip, self.ip_policy)?, endpoint)?;
-        match self.decide(&key, &rule).await {
+        match self.decide(&key, &rule, at_us).await {
             Ok(d) => Ok(d),
             // Redis could not decide (down, refusing the write, refusing the user): the failure
             // mode decides. Input and data errors stay errors.
@@ -257,9 +293,10 @@ impl RateLimiter {
         }
     }
 
-    async fn decide(&self, key: &str, rule: &Rule) -> Result<Decision> {
+    async fn decide(&self, key: &str, rule: &Rule, at_us: Option<u64>) -> Result<Decision> {
         let mut conn = self.redis.clone();
         let window_ms = rule.window.as_millis() as u64;
+        let at = at_us.map_or(String::new(), |t| t.to_string());
         match rule.algorithm {
             Algorithm::FixedWindow => {
                 let (count, ttl_ms): (u64, i64) = FIXED
@@ -268,7 +305,8 @@ impl RateLimiter {
                     .invoke_async(&mut conn)
                     .await?;
                 let allowed = count <= rule.limit as u64;
-                let reset = Duration::from_millis(ttl_ms.max(0) as u64);
+                // Redis drops the key once its clock is past the deadline, i.e. 1 ms after the TTL.
+                let reset = Duration::from_millis(ttl_ms.max(0) as u64 + 1);
                 Ok(Decision {
                     allowed,
                     limit: rule.limit,
@@ -279,20 +317,21 @@ impl RateLimiter {
                 })
             }
             Algorithm::SlidingWindow => {
-                let (allowed, estimate_milli, until_ms): (i64, u64, i64) = SLIDING
+                let (allowed, estimate_milli, until_ms, wait_ms): (i64, u64, i64, i64) = SLIDING
                     .key(key)
                     .arg(window_ms)
                     .arg(rule.limit)
+                    .arg(&at)
                     .invoke_async(&mut conn)
                     .await?;
                 let used = estimate_milli.div_ceil(1000);
-                let reset = Duration::from_millis(until_ms.max(0) as u64);
                 Ok(Decision {
                     allowed: allowed == 1,
                     limit: rule.limit,
                     remaining: (rule.limit as u64).saturating_sub(used) as u32,
-                    reset_after: reset,
-                    retry_after: (allowed != 1).then_some(reset),
+                    reset_after: Duration::from_millis(until_ms.max(0) as u64),
+                    retry_after: (allowed != 1)
+                        .then_some(Duration::from_millis(wait_ms.max(1) as u64)),
                     degraded: None,
                 })
             }
@@ -303,6 +342,7 @@ impl RateLimiter {
                     .key(key)
                     .arg(t_us)
                     .arg(tau_us)
+                    .arg(&at)
                     .invoke_async(&mut conn)
                     .await?;
                 let wait = Duration::from_micros(wait_us.max(0) as u64);
