@@ -3,13 +3,24 @@
 //!
 //! - The raw token is never stored, sent as a key, or logged: the key is the SHA-256 of the token, and
 //!   [`TokenCache`]'s methods take the token only to hash it.
-//! - `put` stores the claims with `TTL = exp − now` using `SET NX PX GET` (Redis ≥ 7.0): one round trip
-//!   that also tells whether the token was already cached or revoked. A token that has already
-//!   expired is refused.
-//! - `get` is one `GET`. Claims whose `exp` has passed are not returned even if the key still exists
-//!   (clock skew between this host and Redis, or a TTL rounded up).
-//! - `revoke` is one `EVALSHA` that replaces the claims with a tombstone living at least as long as
-//!   the token could. Because `put` is `SET NX`, a put racing a revoke can never bring the token back.
+//! - `put` stores the claims until `exp` using `SET NX PXAT <exp> GET` (Redis ≥ 7.0): one round
+//!   trip that also tells whether the token was already cached or revoked. The expiry is the token's
+//!   own `exp`, which Redis applies with its clock: no host clock is involved. A token that has
+//!   already expired by this host's clock is refused, and so is one whose `exp` is further away than
+//!   [`TokenCache::max_token_lifetime`] (a misconfigured authorization server, or forged claims).
+//! - `get` is one `GET`. Claims whose `exp` has passed by this host's clock are not returned even if
+//!   the key still exists (this host's clock is behind Redis's).
+//! - `revoke` is one `EVALSHA` that replaces the claims with a tombstone. Because `put` is `SET NX`,
+//!   a put racing a revoke can never bring the token back, as long as the tombstone outlives every
+//!   moment the token could be accepted. So it lives, on Redis's clock, until `exp` +
+//!   [`TokenCache::skew_allowance`] when the token's `exp` is known (the allowance covers the skew
+//!   between the clock that wrote `exp` and Redis's, and the leeway validators grant past `exp`), or
+//!   for `max_token_lifetime` + the allowance when it is not (a token alive now was issued no earlier
+//!   than now, so it ends before that); and never less than the key already had to live. The
+//!   revoking host's clock plays no part: an instance whose clock is ahead cannot shorten a
+//!   tombstone. The guarantee for unknown `exp` rests on `max_token_lifetime` being at least the
+//!   longest access-token lifetime the authorization server issues; `put` enforces it on every token
+//!   it sees.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -18,13 +29,15 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::HostClock;
 use crate::connection::Redis;
 use crate::error::{Error, Result};
 use crate::keys::KeySchema;
-use crate::now_ms;
 
 /// Stored in place of claims once a token is revoked. Not valid JSON, so it cannot be mistaken for claims.
 const TOMBSTONE: &str = "!revoked";
+/// Latest `exp` taken at face value (9999-12-31T23:59:59Z).
+const MAX_EXP_SECS: u64 = 253_402_300_799;
 /// Longest token we accept (JWTs with many claims stay far below this).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -65,8 +78,14 @@ pub enum TokenStatus {
 pub struct TokenCache {
     redis: Redis,
     keys: KeySchema,
-    /// How long a revocation of a token we know nothing about blocks a later `put`.
-    pub revoke_unknown_for: Duration,
+    clock: HostClock,
+    /// The longest lifetime of any access token the authorization server issues (default 24 h).
+    /// `put` refuses claims expiring further out; a revocation without a known `exp` lasts this long
+    /// plus the skew allowance.
+    pub max_token_lifetime: Duration,
+    /// How long past `exp` a revoked token's tombstone stays (default 5 min): the clock skew between
+    /// the authorization server and Redis, plus the leeway validators grant past `exp`.
+    pub skew_allowance: Duration,
 }
 
 /// Lowercase hex SHA-256 of the token: the only form in which a token reaches Redis.
@@ -96,8 +115,16 @@ impl TokenCache {
         TokenCache {
             redis,
             keys,
-            revoke_unknown_for: Duration::from_secs(24 * 60 * 60),
+            clock: HostClock::system(),
+            max_token_lifetime: Duration::from_secs(24 * 60 * 60),
+            skew_allowance: Duration::from_secs(5 * 60),
         }
+    }
+
+    /// The same cache reading `clock` as this host's wall clock (tests inject a skewed one).
+    pub fn with_host_clock(mut self, clock: HostClock) -> TokenCache {
+        self.clock = clock;
+        self
     }
 
     fn key(&self, token: &str) -> Result<String> {
@@ -108,12 +135,25 @@ impl TokenCache {
     /// Caches `claims` for `token` until `claims.exp`.
     pub async fn put(&self, token: &str, claims: &Claims) -> Result<PutOutcome> {
         let key = self.key(token)?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let exp_ms = claims.exp.saturating_mul(1000);
         if exp_ms <= now {
             return Err(Error::Invalid {
                 field: "claims.exp",
                 reason: "the token has already expired; expired tokens are never cached".into(),
+            });
+        }
+        let longest = self.max_token_lifetime + self.skew_allowance;
+        if exp_ms - now > longest.as_millis() as u64 {
+            return Err(Error::Invalid {
+                field: "claims.exp",
+                reason: format!(
+                    "the token expires in {} s, later than max_token_lifetime + skew_allowance \
+                     ({} s) allows: raise TokenCache::max_token_lifetime to the longest lifetime \
+                     your authorization server issues, or a revocation may not outlive the token",
+                    (exp_ms - now) / 1000,
+                    longest.as_secs()
+                ),
             });
         }
         let value = serde_json::to_string(claims).map_err(|e| Error::Invalid {
@@ -125,8 +165,8 @@ impl TokenCache {
             .arg(&key)
             .arg(value)
             .arg("NX")
-            .arg("PX")
-            .arg(exp_ms - now)
+            .arg("PXAT")
+            .arg(exp_ms)
             .arg("GET")
             .query_async(&mut conn)
             .await?;
@@ -150,7 +190,7 @@ impl TokenCache {
                     what: "token claims",
                     cause: e.to_string(),
                 })?;
-                if claims.exp.saturating_mul(1000) <= now_ms() {
+                if claims.exp.saturating_mul(1000) <= self.clock.now_ms() {
                     Ok(TokenStatus::Unknown)
                 } else {
                     Ok(TokenStatus::Valid(claims))
@@ -168,20 +208,21 @@ impl TokenCache {
     }
 
     /// Revokes `token`. `exp` (Unix seconds), when known, bounds how long the tombstone must live;
-    /// otherwise it lives for `revoke_unknown_for` or the cached token's remaining TTL, whichever is
-    /// longer. Returns whether claims were cached.
+    /// see the module docs for how long it does. Returns whether claims were cached.
     pub async fn revoke(&self, token: &str, exp: Option<u64>) -> Result<bool> {
         let key = self.key(token)?;
-        let now = now_ms();
-        let lifetime = match exp {
-            Some(exp) => exp.saturating_mul(1000).saturating_sub(now).max(1000),
-            None => self.revoke_unknown_for.as_millis() as u64,
-        };
+        let allowance = self.skew_allowance.as_millis() as u64;
+        // Clamped to the year 9999: beyond any real `exp`, and within Lua's exact integers.
+        let known_until = exp.map_or(String::new(), |exp| {
+            (exp.min(MAX_EXP_SECS) * 1000 + allowance).to_string()
+        });
+        let unknown_for = (self.max_token_lifetime + self.skew_allowance).as_millis() as u64;
         let mut conn = self.redis.clone();
         let was_cached: i64 = REVOKE
             .key(key)
             .arg(TOMBSTONE)
-            .arg(lifetime)
+            .arg(known_until)
+            .arg(unknown_for)
             .invoke_async(&mut conn)
             .await?;
         Ok(was_cached == 1)
