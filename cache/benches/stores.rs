@@ -103,7 +103,7 @@ fn seed(f: &Fixture) -> (cache::SessionId, String) {
     f.runtime
         .block_on(f.tokens.put("bench-token", &claims()))
         .unwrap();
-    let raw_key = format!("authority:session:{}", id.expose());
+    let raw_key = KeySchema::default().session(id.expose());
     (id, raw_key)
 }
 

@@ -1,53 +1,89 @@
-//! [`SessionStore`]: login sessions at `{prefix}:session:{id}` with an idle timeout and an absolute
-//! lifetime, plus a per-user index so "log out everywhere" can find every session of a user.
+//! [`SessionStore`]: login sessions with an idle timeout and an absolute lifetime, and a per-user
+//! index so that "log out everywhere" finds every session of a user. The keys, their types and TTL
+//! rules are in [`crate::keys`].
 //!
 //! Every operation is one round trip:
-//! - `create`: one `EVALSHA` that does `SET NX PX` and adds the id to the user's index (on a Cluster
-//!   the index lives in another slot, so there it is a `SET NX PX` followed by a one-key script);
-//! - `get`: one `GETEX key PXAT min(now + idle, absolute deadline)`: the read and the idle refresh in
-//!   one native command, never pushing the key's life past the absolute deadline. The deadline is
-//!   part of the id (below), so it is known before the read. (A Lua script reading the deadline from
-//!   the value did the same in one round trip but cost ~1.3× a bare `GET` on the server; `GETEX`
-//!   costs the same as `GET`.)
+//! - `create`: one `EVALSHA` that stores the session (`SET NX PX`), lists it in its user's index and
+//!   prunes the index (below);
+//! - `get`: one `MULTI`/`EXEC` of `GETEX key PX <idle>` and `PEXPIREAT key <deadline> LT`: the read,
+//!   the idle refresh and the cap at the absolute deadline, applied and replicated together;
 //! - `update`: `SET XX KEEPTTL`, so an expired or destroyed session is reported as not found and is
 //!   never brought back to life;
-//! - `destroy`: `DEL`.
+//! - `destroy`: one `EVALSHA` that deletes the session and its index entry;
+//! - `destroy_all_for_user`: one `EVALSHA` that deletes every listed session and the index.
 //!
-//! Ids are `<secret>.<deadline>`: 256 bits from the OS CSPRNG as URL-safe base64 (43 characters), a
-//! dot, and the session's absolute deadline in Unix milliseconds. Carrying the deadline in the id
-//! costs nothing in safety — changing it changes the key, which then does not exist — and lets every
-//! read cap the TTL without reading first. An id from outside is parsed by [`SessionId::parse`]
-//! before it gets near a key, so a hostile cookie cannot address another key. Ids are secrets:
-//! [`SessionId`]'s `Debug` and `Display` never print them.
+//! **Log out everywhere is atomic.** The index is updated in the same script as the session it
+//! lists, and log-out-everywhere reads the index and deletes what it lists in one script. Redis runs
+//! scripts one at a time, so a login racing a logout runs wholly before it (listed, hence deleted) or
+//! wholly after it (alive, and listed in the index the next logout reads): no session can slip
+//! between the read and the delete, which is what a stolen-account response needs. On a Cluster the
+//! same scripts work unchanged because a user's sessions and index share a hash tag (one slot).
+//!
+//! **The index is bounded by the sessions that can still be alive.** It is a sorted set of session
+//! keys scored by their absolute deadline: `destroy` removes its entry, every create and destroy
+//! drops entries past their deadline (`ZREMRANGEBYSCORE`), and the index expires at its highest
+//! score, so it never outlives the last session it lists. (A session that dies of idleness keeps its
+//! entry until its absolute deadline: finding it earlier would cost a lookup per entry per write.)
+//!
+//! **Every deadline is on Redis's clock.** The idle refresh is relative (`PX`), so Redis's own clock
+//! applies it. The absolute deadline is part of the id (below), so it is fixed before the create
+//! runs: the store proposes one from its estimate of Redis's clock ([`crate::clock`]) and the create
+//! script refuses it, writing nothing, when it is off from Redis's `TIME` + lifetime by more than
+//! [`SessionConfig::deadline_tolerance`] (lifetime / 10, within 100 ms..1 s); the store then
+//! re-anchors on the time in the refusal and retries. So the absolute lifetime holds to within that
+//! tolerance in Redis's clock whatever the application hosts' clocks say, the idle timeout holds
+//! exactly, and no read ever deletes a live session (every TTL set is at most the deadline, so a key
+//! that still exists is before it). `Session::created_ms` and `last_seen_ms` are in the same
+//! estimated Redis clock.
+//!
+//! Ids are `<secret>.<deadline>.<user tag>`: 256 bits from the OS CSPRNG as URL-safe base64 (43
+//! characters), the session's absolute deadline in Unix milliseconds, and the user tag that makes
+//! the key's hash tag. Carrying the deadline in the id costs nothing in safety — changing it changes
+//! the key, which then does not exist — and lets every read cap the TTL without reading first.
+//! Carrying the tag lets `destroy` name the index from the id alone. An id from outside is parsed by
+//! [`SessionId::parse`] before it gets near a key, so a hostile cookie cannot address another key.
+//! Ids are secrets: [`SessionId`]'s `Debug` and `Display` never print them.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
-use redis::Script;
+use redis::{RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{HostClock, ServerClock};
 use crate::connection::Redis;
 use crate::error::{Error, Result};
-use crate::keys::KeySchema;
-use crate::now_ms;
+use crate::keys::{KeySchema, USER_TAG_LEN, user_tag};
 
 /// Format version of the stored value; bumped on incompatible changes.
 pub const SESSION_FORMAT_VERSION: u32 = 1;
 
 const ID_BYTES: usize = 32;
 const SECRET_LEN: usize = 43; // base64url without padding of 32 bytes
-/// Longest id: secret, dot, and a deadline of up to 13 digits (Unix ms until the year 2286).
-const MAX_ID_LEN: usize = SECRET_LEN + 1 + 13;
+/// Longest id: secret, dot, a deadline of up to 13 digits (Unix ms until the year 2286), dot, tag.
+const MAX_ID_LEN: usize = SECRET_LEN + 1 + 13 + 1 + USER_TAG_LEN;
+/// Longest timeout or lifetime accepted: Redis's expiry arithmetic must not overflow, and a session
+/// living longer than this is a misconfiguration.
+const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+/// Tries of `create` before giving up (a deadline refused by Redis, or an id already taken).
+const CREATE_ATTEMPTS: usize = 3;
 
 static CREATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/session_create.lua")));
-static INDEX: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/session_index.lua")));
+static DESTROY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/session_destroy.lua")));
+static DESTROY_ALL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/session_destroy_all.lua")));
 
-/// A session id: 256 random bits (URL-safe base64) and the absolute deadline. Never printed.
+/// Outcomes of the create script (see `lua/session_create.lua`).
+const STORED: i64 = 1;
+const DEADLINE_REFUSED: i64 = 0;
+
+/// A session id: 256 random bits (URL-safe base64), the absolute deadline and the user tag. Never
+/// printed.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId {
     text: String,
@@ -61,58 +97,79 @@ fn invalid_id(reason: String) -> Error {
     }
 }
 
+fn is_base64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl SessionId {
-    /// A fresh id from the operating system's CSPRNG for a session that ends at `deadline_ms`.
+    /// A fresh id from the operating system's CSPRNG for a session that ends at `deadline_ms`,
+    /// bound to no user (a random user tag): for tests and tools that need a well-formed id. The
+    /// store makes its own ids, bound to the session's user.
     pub fn generate(deadline_ms: u64) -> Result<SessionId> {
+        let mut tag = [0u8; 16];
+        getrandom::fill(&mut tag)
+            .map_err(|e| invalid_id(format!("the OS random number generator failed: {e}")))?;
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag);
+        SessionId::for_user_tag(&tag, deadline_ms)
+    }
+
+    fn for_user_tag(tag: &str, deadline_ms: u64) -> Result<SessionId> {
         let mut bytes = [0u8; ID_BYTES];
         getrandom::fill(&mut bytes)
             .map_err(|e| invalid_id(format!("the OS random number generator failed: {e}")))?;
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         Ok(SessionId {
-            text: format!("{secret}.{deadline_ms}"),
+            text: format!("{secret}.{deadline_ms}.{tag}"),
             deadline_ms,
         })
     }
 
     /// Validates an id that came from outside (a cookie, a header): 43 characters of
-    /// `A-Z a-z 0-9 - _`, a `.`, and 1 to 13 digits. The error never repeats the input.
+    /// `A-Z a-z 0-9 - _`, a `.`, 1 to 13 digits, a `.`, and 22 characters of the same alphabet.
+    /// The error never repeats the input.
     pub fn parse(s: &str) -> Result<SessionId> {
+        const SHAPE: &str = "expected <43 characters>.<deadline digits>.<22 characters>";
         if s.len() > MAX_ID_LEN {
             return Err(invalid_id(format!(
                 "expected at most {MAX_ID_LEN} characters, got {}",
                 s.len()
             )));
         }
-        let Some((secret, deadline)) = s.split_once('.') else {
-            return Err(invalid_id(
-                "expected <43 characters>.<deadline digits>".into(),
-            ));
+        let mut parts = s.split('.');
+        let (Some(secret), Some(deadline), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid_id(SHAPE.into()));
         };
-        if secret.len() != SECRET_LEN
-            || !secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if secret.len() != SECRET_LEN || !is_base64url(secret) {
             return Err(invalid_id(format!(
-                "expected {SECRET_LEN} characters of A-Z, a-z, 0-9, `-`, `_` before the `.`"
+                "expected {SECRET_LEN} characters of A-Z, a-z, 0-9, `-`, `_` before the first `.`"
             )));
         }
         if deadline.is_empty()
             || deadline.len() > 13
             || !deadline.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(invalid_id("expected 1 to 13 digits after the `.`".into()));
+            return Err(invalid_id(
+                "expected 1 to 13 digits between the two `.`".into(),
+            ));
+        }
+        if tag.len() != USER_TAG_LEN || !is_base64url(tag) {
+            return Err(invalid_id(format!(
+                "expected {USER_TAG_LEN} characters of A-Z, a-z, 0-9, `-`, `_` after the last `.`"
+            )));
         }
         let deadline_ms = deadline
             .parse()
-            .map_err(|_| invalid_id("expected 1 to 13 digits after the `.`".into()))?;
+            .map_err(|_| invalid_id("expected 1 to 13 digits between the two `.`".into()))?;
         Ok(SessionId {
             text: s.to_string(),
             deadline_ms,
         })
     }
 
-    /// Unix ms after which this session is gone however active it is.
+    /// Unix ms (Redis's clock) after which this session is gone however active it is.
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
     }
@@ -120,6 +177,11 @@ impl SessionId {
     /// The id itself, to put in a cookie. Never log it.
     pub fn expose(&self) -> &str {
         &self.text
+    }
+
+    /// The user tag: the hash tag of the session's key and its user's index.
+    fn user_tag(&self) -> &str {
+        self.text.rsplit_once('.').map_or("", |(_, tag)| tag)
     }
 }
 
@@ -138,11 +200,12 @@ impl fmt::Display for SessionId {
 /// The stored session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// Unix ms after which the session is gone, however active it is.
+    /// Unix ms (Redis's clock) after which the session is gone, however active it is.
     pub absolute_expires_ms: u64,
     /// [`SESSION_FORMAT_VERSION`] at the time of writing.
     pub v: u32,
     pub user_id: String,
+    /// Unix ms, the store's estimate of Redis's clock at creation.
     pub created_ms: u64,
     /// Last `create` or `update` (a `get` refreshes the idle timeout in Redis, not this field).
     pub last_seen_ms: u64,
@@ -182,12 +245,22 @@ impl Default for SessionConfig {
     }
 }
 
-/// Sessions in Redis. Cheap to clone.
+impl SessionConfig {
+    /// How far a session's absolute deadline may be from (Redis's clock at creation + the absolute
+    /// lifetime): a tenth of the lifetime, at least 100 ms and at most 1 s. The create script
+    /// refuses a deadline further off.
+    pub fn deadline_tolerance(&self) -> Duration {
+        (self.absolute_lifetime / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+}
+
+/// Sessions in Redis. Cheap to clone; clones share the estimate of Redis's clock.
 #[derive(Clone, Debug)]
 pub struct SessionStore {
     redis: Redis,
     keys: KeySchema,
     config: SessionConfig,
+    clock: Arc<ServerClock>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -196,19 +269,29 @@ fn ms(d: Duration) -> u64 {
 
 impl SessionStore {
     pub fn new(redis: Redis, keys: KeySchema, config: SessionConfig) -> Result<SessionStore> {
-        if config.idle_timeout < Duration::from_millis(1)
-            || config.absolute_lifetime < Duration::from_millis(1)
+        let timeouts = [config.idle_timeout, config.absolute_lifetime];
+        if timeouts
+            .iter()
+            .any(|t| *t < Duration::from_millis(1) || *t > MAX_TIMEOUT)
         {
             return Err(Error::Invalid {
                 field: "session timeouts",
-                reason: "idle timeout and absolute lifetime must be at least 1 ms".into(),
+                reason: "idle timeout and absolute lifetime must be from 1 ms to 10 years".into(),
             });
         }
         Ok(SessionStore {
             redis,
             keys,
             config,
+            clock: Arc::new(ServerClock::new(HostClock::system())),
         })
+    }
+
+    /// The same store reading `clock` as this host's wall clock: a test injects a skewed clock to
+    /// show that no promise depends on it (see [`crate::clock`]).
+    pub fn with_host_clock(mut self, clock: HostClock) -> SessionStore {
+        self.clock = Arc::new(ServerClock::new(clock));
+        self
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -230,102 +313,105 @@ impl SessionStore {
         Ok(json)
     }
 
-    /// Stores a new session and returns its fresh id. Retries with a new id on the (astronomically
-    /// unlikely) collision.
+    /// Stores a new session and returns its fresh id. One round trip, except when Redis refuses the
+    /// proposed deadline (the first create after start if this host's clock is off, or after a
+    /// clock step on Redis's side) or, astronomically rarely, the id exists: then it retries.
     pub async fn create(&self, new: NewSession) -> Result<(SessionId, Session)> {
-        let user_key = self.keys.user_sessions(&new.user_id)?;
-        let now = now_ms();
-        let session = Session {
-            absolute_expires_ms: now + ms(self.config.absolute_lifetime),
+        let tag = user_tag(&new.user_id)?;
+        let index = self.keys.user_sessions_by_tag(&tag);
+        let lifetime = ms(self.config.absolute_lifetime);
+        let mut session = Session {
+            absolute_expires_ms: 0,
             v: SESSION_FORMAT_VERSION,
             user_id: new.user_id,
-            created_ms: now,
-            last_seen_ms: now,
+            created_ms: 0,
+            last_seen_ms: 0,
             client_ip: new.client_ip,
             user_agent: new.user_agent,
             data: new.data,
         };
-        let value = self.encode(&session)?;
-        let ttl = ms(self.config.idle_timeout.min(self.config.absolute_lifetime));
-        let index_ttl = ms(self.config.absolute_lifetime);
         let mut conn = self.redis.clone();
-        for _ in 0..3 {
-            let id = SessionId::generate(session.absolute_expires_ms)?;
-            let key = self.keys.session(id.expose());
-            let stored: bool = if self.redis.is_cluster() {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut conn)
-                    .await?;
-                if set.is_some() {
-                    let _: i64 = INDEX
-                        .key(&user_key)
-                        .arg(id.expose())
-                        .arg(index_ttl)
-                        .invoke_async(&mut conn)
-                        .await?;
-                }
-                set.is_some()
-            } else {
-                CREATE
-                    .key(&key)
-                    .key(&user_key)
-                    .arg(&value)
-                    .arg(ttl)
-                    .arg(id.expose())
-                    .arg(index_ttl)
-                    .invoke_async::<i64>(&mut conn)
-                    .await?
-                    == 1
-            };
-            if stored {
+        let mut refused = false;
+        for _ in 0..CREATE_ATTEMPTS {
+            let now = self.clock.now_ms();
+            session.created_ms = now;
+            session.last_seen_ms = now;
+            session.absolute_expires_ms = now + lifetime;
+            let value = self.encode(&session)?;
+            let id = SessionId::for_user_tag(&tag, session.absolute_expires_ms)?;
+            let sent = Instant::now();
+            let (outcome, secs, micros): (i64, u64, u64) = CREATE
+                .key(self.keys.session(id.expose()))
+                .key(&index)
+                .arg(value)
+                .arg(ms(self.config.idle_timeout))
+                .arg(session.absolute_expires_ms)
+                .arg(lifetime)
+                .arg(ms(self.config.deadline_tolerance()))
+                .invoke_async(&mut conn)
+                .await?;
+            refused = outcome == DEADLINE_REFUSED;
+            self.clock
+                .observe(secs * 1_000_000 + micros, sent, Instant::now(), refused);
+            if outcome == STORED {
                 return Ok((id, session));
             }
         }
         Err(Error::Invalid {
             field: "session id",
-            reason: "three random ids in a row already existed: the OS random source is broken"
-                .into(),
+            reason: if refused {
+                "Redis refused the session deadline three times in a row: its clock is moving \
+                 by more than the deadline tolerance between requests"
+                    .into()
+            } else {
+                "three random ids in a row already existed: the OS random source is broken".into()
+            },
         })
     }
 
-    /// The session, with its idle timeout refreshed, or `None` when it expired (idle or absolute) or
-    /// was destroyed.
+    /// The session, with its idle timeout refreshed (capped at the absolute deadline), or `None`
+    /// when it expired (idle or absolute) or was destroyed.
     pub async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
-        let now = now_ms();
-        let expire_at = (now + ms(self.config.idle_timeout)).min(id.deadline_ms());
-        if expire_at <= now {
-            // Past the absolute deadline: every TTL this store sets ends there, so the key is gone.
-            return Ok(None);
-        }
+        let key = self.keys.session(id.expose());
         let mut conn = self.redis.clone();
-        let raw: Option<String> = redis::cmd("GETEX")
-            .arg(self.keys.session(id.expose()))
-            .arg("PXAT")
-            .arg(expire_at)
+        // `ignore_errors` keeps a failed command's error in its slot (a key of another type makes
+        // GETEX fail inside EXEC), so it is reported as what it is rather than a pipeline failure.
+        let replies: Vec<Value> = redis::pipe()
+            .atomic()
+            .ignore_errors()
+            .cmd("GETEX")
+            .arg(&key)
+            .arg("PX")
+            .arg(ms(self.config.idle_timeout))
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(id.deadline_ms())
+            .arg("LT")
             .query_async(&mut conn)
             .await?;
-        let Some(raw) = raw else { return Ok(None) };
-        let session = decode(&raw)?;
-        // Redis enforces the deadline already; this guards against a server clock behind ours.
-        if session.absolute_expires_ms <= now_ms() {
-            return Ok(None);
-        }
-        Ok(Some(session))
+        let raw: Option<String> = match replies.into_iter().next() {
+            Some(Value::ServerError(e)) => return Err(RedisError::from(e).into()),
+            Some(reply) => redis::from_redis_value(reply).map_err(RedisError::from)?,
+            None => None,
+        };
+        raw.as_deref().map(decode).transpose()
     }
 
     /// Replaces the stored value, keeping its TTL. `NotFound` if the session has expired or was
-    /// destroyed: an update never resurrects a session.
+    /// destroyed: an update never resurrects a session. The value must stay the same user's.
     pub async fn update(&self, id: &SessionId, session: &Session) -> Result<()> {
-        if session.absolute_expires_ms <= now_ms() {
+        if user_tag(&session.user_id)? != id.user_tag() {
+            return Err(Error::Invalid {
+                field: "session.user_id",
+                reason: "a session cannot be moved to another user; create a new one".into(),
+            });
+        }
+        let now = self.clock.now_ms();
+        if session.absolute_expires_ms <= now {
             return Err(Error::NotFound("session"));
         }
         let mut session = session.clone();
-        session.last_seen_ms = now_ms();
+        session.last_seen_ms = now;
         session.v = SESSION_FORMAT_VERSION;
         let value = self.encode(&session)?;
         let mut conn = self.redis.clone();
@@ -342,40 +428,29 @@ impl SessionStore {
         }
     }
 
-    /// Deletes one session. Returns whether it existed. Its id stays in the user's index until that
-    /// index expires or `destroy_all_for_user` runs; a dangling id there is harmless.
+    /// Deletes one session and its entry in the user's index. Returns whether it existed.
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
         let mut conn = self.redis.clone();
-        let n: i64 = redis::cmd("DEL")
-            .arg(self.keys.session(id.expose()))
-            .query_async(&mut conn)
+        let n: i64 = DESTROY
+            .key(self.keys.session(id.expose()))
+            .key(self.keys.user_sessions_by_tag(id.user_tag()))
+            .invoke_async(&mut conn)
             .await?;
         Ok(n > 0)
     }
 
-    /// "Log out everywhere": deletes every session of `user_id` and its index. Two round trips
-    /// (read the index, delete all), so a session created concurrently may survive; it is not in the
-    /// index snapshot we read. Returns how many sessions existed.
+    /// "Log out everywhere": deletes every session of `user_id` and its index, atomically (see the
+    /// module docs). Returns how many sessions existed.
     pub async fn destroy_all_for_user(&self, user_id: &str) -> Result<usize> {
-        let index = self.keys.user_sessions(user_id)?;
+        let tag = user_tag(user_id)?;
         let mut conn = self.redis.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&index)
-            .query_async(&mut conn)
+        let n: i64 = DESTROY_ALL
+            .key(self.keys.user_sessions_by_tag(&tag))
+            .arg(self.keys.session(""))
+            .arg(format!(".{{{tag}}}"))
+            .invoke_async(&mut conn)
             .await?;
-        // Only ids this store could have written become keys.
-        let keys: Vec<String> = ids
-            .iter()
-            .filter_map(|id| SessionId::parse(id).ok())
-            .map(|id| self.keys.session(id.expose()))
-            .collect();
-        let mut deleted = 0usize;
-        if !keys.is_empty() {
-            let n: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            deleted = n.max(0) as usize;
-        }
-        let _: i64 = redis::cmd("DEL").arg(&index).query_async(&mut conn).await?;
-        Ok(deleted)
+        Ok(n.max(0) as usize)
     }
 }
 
@@ -402,11 +477,16 @@ mod tests {
 
     #[test]
     fn ids_are_256_bit_url_safe_distinct_and_carry_the_deadline() {
-        let a = SessionId::generate(1_700_000_000_123).unwrap();
-        let b = SessionId::generate(1_700_000_000_123).unwrap();
+        let tag = user_tag("alice").unwrap();
+        let a = SessionId::for_user_tag(&tag, 1_700_000_000_123).unwrap();
+        let b = SessionId::for_user_tag(&tag, 1_700_000_000_123).unwrap();
         assert_ne!(a, b);
-        assert_eq!(a.expose().len(), SECRET_LEN + 14);
-        assert!(a.expose().ends_with(".1700000000123"));
+        assert_eq!(a.expose().len(), MAX_ID_LEN);
+        assert!(a.expose().ends_with(&format!(".1700000000123.{tag}")));
+        assert_eq!(a.user_tag(), tag);
+        let unbound = SessionId::generate(1).unwrap();
+        assert!(SessionId::parse(unbound.expose()).is_ok());
+        assert_ne!(unbound.user_tag(), tag);
         let parsed = SessionId::parse(a.expose()).unwrap();
         assert_eq!(parsed, a);
         assert_eq!(parsed.deadline_ms(), 1_700_000_000_123);
@@ -416,22 +496,28 @@ mod tests {
     #[test]
     fn hostile_ids_are_refused_without_echo() {
         let secret = "a".repeat(SECRET_LEN);
+        let tag = "t".repeat(USER_TAG_LEN);
         let cases = [
             String::new(),
             "short".into(),
             secret.clone(),
             format!("{secret}."),
-            format!("{secret}.12a"),
-            format!("{secret}.12345678901234"),
-            format!("{}:x.1", "a".repeat(41)),
-            format!("{}\r\n.1", "a".repeat(41)),
-            format!("{}*.1", "a".repeat(42)),
-            format!("{secret}.1:authority:token:x"),
-            format!("{secret}.1.2"),
+            format!("{secret}.1"),
+            format!("{secret}.12a.{tag}"),
+            format!("{secret}.12345678901234.{tag}"),
+            format!("{}:x.1.{tag}", "a".repeat(41)),
+            format!("{}\r\n.1.{tag}", "a".repeat(41)),
+            format!("{}*.1.{tag}", "a".repeat(42)),
+            format!("{secret}.1.{tag}:authority:token:x"),
+            format!("{secret}.1.{}}}", "t".repeat(USER_TAG_LEN - 1)),
+            format!("{secret}.1.{{{}", "t".repeat(USER_TAG_LEN - 1)),
+            format!("{secret}.1.{tag}.2"),
+            format!("{secret}.1.{}", "t".repeat(USER_TAG_LEN + 1)),
         ];
         for bad in &cases {
             let err = SessionId::parse(bad).unwrap_err().to_string();
             assert!(bad.len() < 6 || !err.contains(bad.as_str()), "{err}");
         }
+        assert!(SessionId::parse(&format!("{secret}.1.{tag}")).is_ok());
     }
 }

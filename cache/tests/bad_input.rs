@@ -32,6 +32,7 @@ use cache::{
     Algorithm, Error, FailureMode, IpPolicy, KeySchema, NewSession, RateLimiter, Redis, RedisUrl,
     Rule, SessionConfig, SessionId, SessionStore, TokenCache,
 };
+use localredis::resp::Reply;
 use localredis::{RedisServer, ServerConfig};
 use support::*;
 
@@ -90,6 +91,8 @@ enum Probe {
     TokenRevoke(String),
     /// `TokenCache::put` with claims that expired a minute ago.
     TokenPutExpired(String),
+    /// `TokenCache::put` with claims expiring in 30 days (beyond the default 24 h maximum).
+    TokenPutFar(String),
     /// `RateLimiter::check` on the suite's limiter (rules: signin, token).
     Check {
         ip: String,
@@ -108,11 +111,18 @@ enum Probe {
     },
 }
 
+/// Keys an index forged by someone with write access to Redis may list; log-out-everywhere must
+/// never delete them (the audit at the end checks that they still exist).
+const FORGED_TOKEN_KEY: &str =
+    "badinput:token:0000000000000000000000000000000000000000000000000000000000000000";
+const FORGED_OTHER_USER: &str = "badinput:session:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.4102444800000.{bbbbbbbbbbbbbbbbbbbbbb}";
+
 /// Store operations for [`Probe::Hostile`] rows.
 #[derive(Clone, Copy, Debug)]
 enum Op {
     SessionGet,
     SessionCreate,
+    SessionDestroy,
     DestroyAll,
     TokenGet,
     TokenPut,
@@ -148,6 +158,7 @@ impl fmt::Debug for Probe {
             Probe::TokenGet(t) => write!(f, "token get {}", short(t)),
             Probe::TokenRevoke(t) => write!(f, "token revoke {}", short(t)),
             Probe::TokenPutExpired(t) => write!(f, "expired token put {}", short(t)),
+            Probe::TokenPutFar(t) => write!(f, "30-day token put {}", short(t)),
             Probe::Check { ip, endpoint } => write!(f, "check {} {}", short(ip), short(endpoint)),
             Probe::NewLimiter { endpoint, rule } => {
                 write!(f, "limiter {} {rule:?}", short(endpoint))
@@ -282,6 +293,18 @@ fn offline_rows() -> Vec<Row> {
             format!("{}.1:authority:token:x", a(43)),
         ),
         ("glob after a valid-looking id", format!("{}.*", a(43))),
+        (
+            "the two-part format without a user tag",
+            format!("{}.1700000000000", a(43)),
+        ),
+        (
+            "a hash tag of its own",
+            format!("{}.1.{{{}}}", a(43), a(20)),
+        ),
+        (
+            "a second hash tag after the user tag",
+            format!("{}.1.{}.{{x}}", a(43), a(22)),
+        ),
     ];
     for (name, id) in ids {
         // The id is the secret: not even its first 8 characters may be echoed.
@@ -396,6 +419,10 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
         idle_timeout: Duration::ZERO,
         ..Default::default()
     };
+    let eleven_years = SessionConfig {
+        absolute_lifetime: Duration::from_secs(11 * 366 * 24 * 3600),
+        ..Default::default()
+    };
     #[rustfmt::skip]
     let sessions = [
         ("user id with `:` (key forging)", create("alice:session", 10, max), err("Invalid", component)),
@@ -404,7 +431,8 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
         ("user id empty", create("", 10, max), err("Invalid", "user_id: must not be empty")),
         ("user id 257 bytes", create(&id_of(257, 'u'), 10, max), err("Invalid", "is 257 bytes, expected at most 256")),
         ("log out everywhere for a glob", Probe::DestroyAll("alice*".into()), err("Invalid", component)),
-        ("idle timeout zero", Probe::SessionConfig(zero_idle), err("Invalid", "at least 1 ms")),
+        ("idle timeout zero", Probe::SessionConfig(zero_idle), err("Invalid", "from 1 ms to 10 years")),
+        ("absolute lifetime of 11 years", Probe::SessionConfig(eleven_years), err("Invalid", "from 1 ms to 10 years")),
         ("payload over 16 KiB at create", create("alice", 17 * 1024, max), err("TooLarge", too_large)),
         ("payload over 16 KiB at update", Probe::UpdateSession { data_bytes: 20 * 1024 }, err("TooLarge", too_large)),
         ("payload over a 256 B configured maximum", create("alice", 300, 256), err("TooLarge", "maximum of 256 bytes")),
@@ -426,6 +454,7 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
         ("over 16 KiB (get)", Probe::TokenGet(huge.clone()), err("TooLarge", "maximum of 16384")),
         ("over 16 KiB (revoke)", Probe::TokenRevoke(huge), err("TooLarge", "token is")),
         ("claims already expired", Probe::TokenPutExpired("eyJexpired.Tok.Sig".into()), err("Invalid", "already expired")),
+        ("claims expiring beyond the longest token lifetime", Probe::TokenPutFar("eyJfar.Tok.Sig".into()), err("Invalid", "raise TokenCache::max_token_lifetime")),
         ("CRLF and a command", Probe::TokenPut("tok\r\nFLUSHALL\r\n".into()), ACCEPTED),
         ("a key pattern", Probe::TokenGet("authority:token:*".into()), ACCEPTED),
     ];
@@ -434,7 +463,8 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
             Probe::TokenPut(t)
             | Probe::TokenGet(t)
             | Probe::TokenRevoke(t)
-            | Probe::TokenPutExpired(t) => (t.len() >= 8).then(|| t[..t.len().min(64)].to_string()),
+            | Probe::TokenPutExpired(t)
+            | Probe::TokenPutFar(t) => (t.len() >= 8).then(|| t[..t.len().min(64)].to_string()),
             _ => None,
         };
         rows.push(Row {
@@ -454,14 +484,15 @@ fn online_rows(port: u16, auth_port: u16, free_port: u16) -> Vec<Row> {
     let sliding = Op::Check(Algorithm::SlidingWindow);
     let gcra = Op::Check(Algorithm::Gcra);
     #[rustfmt::skip]
-    let hostile: [(&str, &[&str], Op, Expect); 18] = [
+    let hostile: [(&str, &[&str], Op, Expect); 19] = [
         ("session key holding a list", &["RPUSH", "{key}", "x"], Op::SessionGet, err("Corrupt", wrong)),
         ("session key holding non-JSON", &["SET", "{key}", "{not json"], Op::SessionGet, err("Corrupt", "session value in Redis")),
         ("session value from a newer format", &["SET", "{key}", future], Op::SessionGet, err("Corrupt", "newer than this build")),
         ("session value missing fields", &["SET", "{key}", partial], Op::SessionGet, err("Corrupt", "missing field")),
         ("user index holding a string (log out everywhere)", &["SET", "{key}", "x"], Op::DestroyAll, err("Corrupt", wrong)),
         ("user index holding a string (create)", &["SET", "{key}", "x"], Op::SessionCreate, err("Corrupt", wrong)),
-        ("user index listing forged ids is filtered", &["SADD", "{key}", "*", "x:y", "../../etc", "\r\nDEL"], Op::DestroyAll, ACCEPTED),
+        ("user index holding a set (destroy)", &["SADD", "{key}", "x"], Op::SessionDestroy, err("Corrupt", wrong)),
+        ("user index listing forged keys is filtered", &["ZADD", "{key}", "1", "*", "2", "x:y", "3", "../../etc", "4", "\r\nDEL", "5", FORGED_TOKEN_KEY, "6", FORGED_OTHER_USER], Op::DestroyAll, ACCEPTED),
         ("token key holding a hash (get)", &["HSET", "{key}", "a", "b"], Op::TokenGet, err("Corrupt", wrong)),
         ("token key holding a list (put)", &["RPUSH", "{key}", "x"], Op::TokenPut, err("Corrupt", wrong)),
         ("token key holding a set (revoke)", &["SADD", "{key}", "x"], Op::TokenRevoke, err("Corrupt", wrong)),
@@ -570,6 +601,10 @@ async fn run(probe: Probe, ctx: Option<Arc<Ctx>>) -> Result<String, Error> {
             c.exp -= 60;
             ctx().tokens.put(&t, &c).await.map(|o| format!("{o:?}"))
         }
+        Probe::TokenPutFar(t) => {
+            let c = claims(Duration::from_secs(30 * 24 * 3600));
+            ctx().tokens.put(&t, &c).await.map(|o| format!("{o:?}"))
+        }
         Probe::Check { ip, endpoint } => ctx()
             .limiter
             .check(&ip, &endpoint)
@@ -614,17 +649,18 @@ async fn hostile_op(c: &Ctx, plant: &[String], op: Op) -> Result<String, Error> 
         Op::Check(a) => ("signin", rule(5, 60_000, a)),
         _ => ("signin", rule(5, 60_000, Algorithm::FixedWindow)),
     };
-    let session_id = if matches!(op, Op::SessionGet) {
+    let session_id = if matches!(op, Op::SessionGet | Op::SessionDestroy) {
         Some(c.sessions.create(session_for(&user, 10)).await?.0)
     } else {
         None
     };
     let key = match op {
-        Op::SessionGet => format!(
-            "{PREFIX}:session:{}",
-            session_id.as_ref().expect("created").expose()
-        ),
-        Op::SessionCreate | Op::DestroyAll => format!("{PREFIX}:user-sessions:{user}"),
+        Op::SessionGet => c
+            .keys
+            .session(session_id.as_ref().expect("created").expose()),
+        Op::SessionCreate | Op::SessionDestroy | Op::DestroyAll => {
+            c.keys.user_sessions(&user).expect("valid user id")
+        }
         Op::TokenGet | Op::TokenPut | Op::TokenRevoke => {
             format!("{PREFIX}:token:{}", cache::token::token_hash(&token))
         }
@@ -648,6 +684,11 @@ async fn hostile_op(c: &Ctx, plant: &[String], op: Op) -> Result<String, Error> 
             .create(session_for(&user, 10))
             .await
             .map(|_| "created".into()),
+        Op::SessionDestroy => c
+            .sessions
+            .destroy(session_id.as_ref().expect("created"))
+            .await
+            .map(|existed| format!("existed: {existed}")),
         Op::DestroyAll => c
             .sessions
             .destroy_all_for_user(&user)
@@ -731,11 +772,6 @@ fn audit_keys(server: &RedisServer) -> Vec<String> {
     let mut conn = server.connect().expect("connect for SCAN");
     let mut cursor = "0".to_string();
     let mut bad = Vec::new();
-    let safe = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && !":*?[]\\\"'{}".contains(c))
-    };
     loop {
         let reply = conn
             .command(&[
@@ -752,10 +788,21 @@ fn audit_keys(server: &RedisServer) -> Vec<String> {
         for key in parts[1].as_array().expect("keys") {
             let key = key.as_str().expect("utf-8 key").to_string();
             let rest = key.strip_prefix(&format!("{PREFIX}:")).expect("prefix");
-            let ok = if let Some(id) = rest.strip_prefix("session:") {
-                SessionId::parse(id).is_ok()
-            } else if let Some(user) = rest.strip_prefix("user-sessions:") {
-                safe(user)
+            let tag = |s: &str| {
+                s.len() == 22
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            let ok = if let Some(key) = rest.strip_prefix("session:") {
+                // `<secret>.<deadline>.{<tag>}` is the key of the id `<secret>.<deadline>.<tag>`.
+                key.strip_suffix('}')
+                    .and_then(|k| k.rsplit_once(".{"))
+                    .is_some_and(|(head, t)| SessionId::parse(&format!("{head}.{t}")).is_ok())
+            } else if let Some(index) = rest.strip_prefix("user-sessions:") {
+                index
+                    .strip_prefix('{')
+                    .and_then(|i| i.strip_suffix('}'))
+                    .is_some_and(tag)
             } else if let Some(hash) = rest.strip_prefix("token:") {
                 hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
             } else if let Some(r) = rest.strip_prefix("ratelimit:") {
@@ -803,6 +850,12 @@ async fn every_bad_input_is_refused_with_a_clear_error_and_no_secret() {
             IpPolicy::default(),
         )
         .unwrap();
+        // What a forged index lists exists, so the audit can show log-out-everywhere left it alone.
+        for key in [FORGED_TOKEN_KEY, FORGED_OTHER_USER] {
+            server
+                .command(&["SET", key, "x", "PX", "600000"])
+                .expect("SET");
+        }
         let ctx = Arc::new(Ctx {
             sessions: SessionStore::new(redis.clone(), keys.clone(), SessionConfig::default())
                 .unwrap(),
@@ -839,6 +892,11 @@ async fn every_bad_input_is_refused_with_a_clear_error_and_no_secret() {
         let forged = audit_keys(&ctx.server);
         if !forged.is_empty() {
             failures.push(format!("- keys outside the key grammar: {forged:?}"));
+        }
+        for key in [FORGED_TOKEN_KEY, FORGED_OTHER_USER] {
+            if ctx.server.command(&["EXISTS", key]).expect("EXISTS") != Reply::Integer(1) {
+                failures.push(format!("- {key}, listed by a forged index, was deleted"));
+            }
         }
     }
     println!(

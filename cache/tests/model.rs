@@ -14,6 +14,13 @@
 //! `PTTL` may be lower than its configured TTL by the case's elapsed time plus 1 s. Expiry itself is
 //! checked against the model separately, with short TTLs, in `expiry_agrees_with_the_model`.
 //!
+//! "Log out everywhere" is also run *concurrently* with logins of the same user
+//! ([`Op::LogoutDuringLogins`]): the logout and the creates are all in flight at once, and the model
+//! accepts any linearisation — each racing login either precedes the logout (so it is gone and
+//! counted in the logout's result) or follows it (so it is alive and listed in the index) — and then
+//! adopts the one Redis chose. The key-space audit also compares every index's members and scores
+//! with the model's, so a login that survived a logout without being listed fails the case.
+//!
 //! On failure proptest shrinks the sequence and the test prints the minimal one as Rust
 //! (`vec![CreateSession { user: 0, data: 1 }, ...]`, the `Debug` of `Vec<Op>`): paste it into
 //! [`replay_ops`] and run `cargo test -p cache --test model replay -- --ignored --nocapture`.
@@ -84,6 +91,13 @@ enum Op {
     DestroyAll {
         user: usize,
     },
+    /// `logins` creates for `user` and one `destroy_all_for_user(user)`, all in flight at once; the
+    /// logout is sent after `logout_after` of the creates.
+    LogoutDuringLogins {
+        user: usize,
+        logins: usize,
+        logout_after: usize,
+    },
     /// `claims` 0-2 are valid for 1-2 h, 3 expired a minute ago.
     PutToken {
         token: usize,
@@ -113,6 +127,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0..8usize, any::<u8>()).prop_map(|(session, data)| UpdateSession { session, data }),
         2 => (0..8usize).prop_map(|session| DestroySession { session }),
         1 => (0..USERS.len()).prop_map(|user| DestroyAll { user }),
+        2 => (0..USERS.len(), 1..5usize, 0..5usize).prop_map(|(user, logins, logout_after)| {
+            LogoutDuringLogins { user, logins, logout_after: logout_after.min(logins) }
+        }),
         3 => (0..TOKENS.len(), 0..4usize).prop_map(|(token, claims)| PutToken { token, claims }),
         3 => (0..TOKENS.len(), any::<bool>()).prop_map(|(token, lookup)| GetToken { token, lookup }),
         2 => (0..TOKENS.len(), any::<bool>())
@@ -149,8 +166,8 @@ enum TokenState {
 #[derive(Default)]
 struct Model {
     sessions: Vec<ModelSession>,
-    /// Sessions each user's index lists (since its last "log out everywhere"); the index key
-    /// exists while the user is in this map.
+    /// Sessions each user's index lists: created, and neither destroyed nor logged out everywhere
+    /// since. The index key exists while the user's set is not empty.
     index: BTreeMap<usize, BTreeSet<usize>>,
     tokens: BTreeMap<usize, TokenState>,
     /// (bucket, endpoint) → checks counted (fixed window: every check; others: admitted ones).
@@ -195,6 +212,8 @@ fn claims_variant(i: usize) -> Claims {
 /// The stores of one case, under their own prefix.
 struct Stores {
     prefix: String,
+    /// A raw handle, to look at keys without touching them (`EXISTS` refreshes nothing).
+    redis: Redis,
     sessions: SessionStore,
     /// Same server, another prefix: a source of well-formed ids that do not exist in `sessions`.
     elsewhere: SessionStore,
@@ -239,7 +258,20 @@ fn stores(redis: &Redis, prefix: String) -> Stores {
             IpPolicy::default(),
         )
         .unwrap(),
+        redis: redis.clone(),
         prefix,
+    }
+}
+
+impl Stores {
+    async fn exists(&self, key: &str) -> bool {
+        let mut conn = self.redis.clone();
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<i64>(&mut conn)
+            .await
+            .expect("EXISTS")
+            == 1
     }
 }
 
@@ -259,6 +291,47 @@ fn same_session(real: &Session, model: &Session) -> bool {
 }
 
 impl Model {
+    /// The user (index into `USERS`) a session belongs to.
+    fn user_of(&self, slot: usize) -> usize {
+        let user = &self.sessions[slot].value.user_id;
+        USERS.iter().position(|u| u == user).expect("a model user")
+    }
+
+    /// `destroy` takes a session out of its user's index; an emptied index is gone.
+    fn unlist(&mut self, slot: usize) {
+        let user = self.user_of(slot);
+        if let Some(listed) = self.index.get_mut(&user) {
+            listed.remove(&slot);
+            if listed.is_empty() {
+                self.index.remove(&user);
+            }
+        }
+    }
+
+    /// Ends every session the user's index lists, as log-out-everywhere does; returns how many
+    /// were alive.
+    fn log_out_everywhere(&mut self, user: usize) -> usize {
+        let listed = self.index.remove(&user).unwrap_or_default();
+        listed
+            .into_iter()
+            .filter(|slot| std::mem::replace(&mut self.sessions[*slot].alive, false))
+            .count()
+    }
+
+    /// A session just created for `user`.
+    fn created(&mut self, user: usize, id: SessionId, value: Session) -> usize {
+        let slot = self.sessions.len();
+        let last_seen = (value.last_seen_ms, value.last_seen_ms);
+        self.sessions.push(ModelSession {
+            id,
+            alive: true,
+            value,
+            last_seen,
+        });
+        self.index.entry(user).or_default().insert(slot);
+        slot
+    }
+
     /// The session an index names, if any exists in the model.
     fn pick(&self, i: usize) -> Option<usize> {
         (!self.sessions.is_empty()).then(|| i % self.sessions.len())
@@ -351,40 +424,116 @@ async fn unknown_session(s: &Stores) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Racing logins seen over the run: [ran before the logout, ran after it].
+static RACING_LOGINS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+
+/// How far the store's estimate of Redis's clock may be from this process's clock: Redis runs on
+/// this machine, so the estimate is within half a round trip; the bound is generous for load.
+const CLOCK_SLACK_MS: u64 = 1000;
+
+fn model_session(user: usize, n: u8) -> NewSession {
+    NewSession {
+        user_id: USERS[user].into(),
+        client_ip: Some("203.0.113.7".into()),
+        user_agent: Some("model".into()),
+        data: data(n, false),
+    }
+}
+
+/// What `create` returned is the session asked for, stamped within `(before, after)`.
+fn check_created(
+    value: &Session,
+    user: usize,
+    n: u8,
+    (before, after): (u64, u64),
+) -> Result<(), TestCaseError> {
+    agree!(
+        value.user_id == USERS[user]
+            && value.data == data(n, false)
+            && (before - CLOCK_SLACK_MS..=after + CLOCK_SLACK_MS).contains(&value.created_ms)
+            && value.last_seen_ms == value.created_ms
+            && value.absolute_expires_ms == value.created_ms + 2 * 3_600_000,
+        "create returned {value:?}"
+    );
+    Ok(())
+}
+
+/// Creates for `user` racing one log-out-everywhere of `user`: every future is polled before any
+/// completes, so all requests are in flight together. The model accepts any linearisation and
+/// adopts Redis's: a racing login is either gone (it ran before the logout, which then counted
+/// it) or alive and listed.
+async fn race_logout(
+    m: &mut Model,
+    s: &Stores,
+    user: usize,
+    logins: usize,
+    logout_after: usize,
+) -> Result<(), TestCaseError> {
+    let fail = |what: &str, e: Error| TestCaseError::fail(format!("{what} failed: {e}"));
+    let before = now_ms();
+    let creates = (0..logins).map(|i| s.sessions.create(model_session(user, i as u8)));
+    let mut creates: Vec<_> = creates.map(Box::pin).collect();
+    let mut logout = Box::pin(s.sessions.destroy_all_for_user(USERS[user]));
+    // Poll in the chosen order once, so the requests leave in that order, then drive all.
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut early = Vec::new();
+    for (i, c) in creates.iter_mut().enumerate() {
+        if i == logout_after {
+            early.push(logout.as_mut().poll(&mut cx).is_ready());
+        }
+        early.push(c.as_mut().poll(&mut cx).is_ready());
+    }
+    if logout_after == logins {
+        early.push(logout.as_mut().poll(&mut cx).is_ready());
+    }
+    agree!(
+        !early.iter().any(|r| *r),
+        "a store operation completed without waiting for Redis"
+    );
+    let (created, logged_out) =
+        futures_util::future::join(futures_util::future::join_all(creates), logout).await;
+    let after = now_ms();
+    let logged_out = logged_out.map_err(|e| fail("destroy_all_for_user", e))?;
+    let listed_before = m.log_out_everywhere(user);
+    let mut survivors = 0;
+    for (i, c) in created.into_iter().enumerate() {
+        let (id, value) = c.map_err(|e| fail("create", e))?;
+        check_created(&value, user, i as u8, (before, after))?;
+        let key = KeySchema::new(&s.prefix).unwrap().session(id.expose());
+        let slot = m.created(user, id, value);
+        if s.exists(&key).await {
+            survivors += 1;
+        } else {
+            // Ran before the logout: gone, and not listed.
+            m.sessions[slot].alive = false;
+            m.unlist(slot);
+        }
+    }
+    RACING_LOGINS[0].fetch_add((logins - survivors) as u32, Ordering::Relaxed);
+    RACING_LOGINS[1].fetch_add(survivors as u32, Ordering::Relaxed);
+    let expected = listed_before + logins - survivors;
+    agree!(
+        logged_out == expected,
+        "log-out-everywhere racing {logins} logins returned {logged_out}: {listed_before} \
+         listed before + {} logins it ran after = {expected}",
+        logins - survivors
+    );
+    Ok(())
+}
+
 async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> {
     let fail = |what: &str, e: Error| TestCaseError::fail(format!("{what} failed: {e}"));
     match *op {
         Op::CreateSession { user, data: n } => {
             let before = now_ms();
-            let new = NewSession {
-                user_id: USERS[user].into(),
-                client_ip: Some("203.0.113.7".into()),
-                user_agent: Some("model".into()),
-                data: data(n, false),
-            };
             let (id, value) = s
                 .sessions
-                .create(new)
+                .create(model_session(user, n))
                 .await
                 .map_err(|e| fail("create", e))?;
-            let after = now_ms();
-            agree!(
-                value.user_id == USERS[user]
-                    && value.data == data(n, false)
-                    && (before..=after).contains(&value.created_ms)
-                    && value.last_seen_ms == value.created_ms
-                    && value.absolute_expires_ms == value.created_ms + 2 * 3_600_000,
-                "create returned {value:?}"
-            );
-            let slot = m.sessions.len();
-            let last_seen = (value.last_seen_ms, value.last_seen_ms);
-            m.sessions.push(ModelSession {
-                id,
-                alive: true,
-                value,
-                last_seen,
-            });
-            m.index.entry(user).or_default().insert(slot);
+            check_created(&value, user, n, (before, now_ms()))?;
+            m.created(user, id, value);
         }
         Op::GetSession { session } => match m.pick(session) {
             Some(slot) => {
@@ -407,7 +556,8 @@ async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> 
             match (ms.alive, real) {
                 (true, Ok(())) => {
                     ms.value = value;
-                    ms.last_seen = (before, after);
+                    // Stamped with the store's estimate of Redis's clock (same machine here).
+                    ms.last_seen = (before - CLOCK_SLACK_MS, after + CLOCK_SLACK_MS);
                 }
                 (false, Err(Error::NotFound(_))) => {}
                 (alive, real) => {
@@ -433,6 +583,7 @@ async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> 
                 ms.alive
             );
             ms.alive = false;
+            m.unlist(slot);
         }
         Op::DestroyAll { user } => {
             let real = s
@@ -440,13 +591,7 @@ async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> 
                 .destroy_all_for_user(USERS[user])
                 .await
                 .map_err(|e| fail("destroy_all_for_user", e))?;
-            let listed = m.index.remove(&user).unwrap_or_default();
-            let mut expected = 0;
-            for slot in listed {
-                if std::mem::replace(&mut m.sessions[slot].alive, false) {
-                    expected += 1;
-                }
-            }
+            let expected = m.log_out_everywhere(user);
             agree!(
                 real == expected,
                 "destroy_all_for_user({}) returned {real}, model says {expected}",
@@ -454,6 +599,11 @@ async fn apply(op: &Op, m: &mut Model, s: &Stores) -> Result<(), TestCaseError> 
             );
             // Other users' sessions are untouched: checked by later gets and by the key audit.
         }
+        Op::LogoutDuringLogins {
+            user,
+            logins,
+            logout_after,
+        } => race_logout(m, s, user, logins, logout_after).await?,
         Op::PutToken { token, claims } => {
             let c = claims_variant(claims);
             let real = s.tokens.put(TOKENS[token], &c).await;
@@ -582,12 +732,13 @@ fn expected_keys(m: &Model, prefix: &str, elapsed_ms: i64) -> BTreeMap<String, (
     let slack = elapsed_ms + 1000;
     let hour = 3_600_000i64;
     let mut keys = BTreeMap::new();
+    let schema = KeySchema::new(prefix).unwrap();
     for s in m.sessions.iter().filter(|s| s.alive) {
-        let key = format!("{prefix}:session:{}", s.id.expose());
+        let key = schema.session(s.id.expose());
         keys.insert(key, (hour - slack, hour));
     }
     for user in m.index.keys() {
-        let key = format!("{prefix}:user-sessions:{}", USERS[*user]);
+        let key = schema.user_sessions(USERS[*user]).unwrap();
         keys.insert(key, (2 * hour - slack, 2 * hour));
     }
     let token_max = (m.max_token_exp_ms as i64 - now_ms() as i64).max(0) + 1000;
@@ -595,8 +746,9 @@ fn expected_keys(m: &Model, prefix: &str, elapsed_ms: i64) -> BTreeMap<String, (
         let key = format!("{prefix}:token:{}", token_hash(TOKENS[*token]));
         let bounds = match state {
             TokenState::Cached(_) => (1, token_max),
-            // Tombstones live at least as long as the token could: 1 h (exp given) to 24 h.
-            TokenState::Revoked => (hour - slack, 24 * hour),
+            // Tombstones outlive the token by the 5 min skew allowance: 1 h (exp given) to 24 h
+            // (the longest token lifetime, when exp is unknown), plus the allowance.
+            TokenState::Revoked => (hour - slack, 24 * hour + 300_000),
         };
         keys.insert(key, bounds);
     }
@@ -632,6 +784,54 @@ fn audit(
         agree!(
             (*lo..=*hi).contains(&ttl),
             "PTTL of {key} is {ttl} ms, expected {lo}..={hi} (-1 means no TTL)"
+        );
+    }
+    audit_indexes(m, server, prefix)
+}
+
+/// Each user's index lists exactly the sessions the model lists, scored by their deadlines, and
+/// expires at the last of them.
+fn audit_indexes(m: &Model, server: &RedisServer, prefix: &str) -> Result<(), TestCaseError> {
+    let schema = KeySchema::new(prefix).unwrap();
+    let mut conn = server.connect().expect("connect");
+    for (user, listed) in &m.index {
+        let key = schema.user_sessions(USERS[*user]).unwrap();
+        let expected: BTreeMap<String, u64> = listed
+            .iter()
+            .map(|slot| {
+                let s = &m.sessions[*slot];
+                (schema.session(s.id.expose()), s.id.deadline_ms())
+            })
+            .collect();
+        let reply = conn
+            .command(&["ZRANGE", &key, "0", "-1", "WITHSCORES"])
+            .expect("ZRANGE");
+        let items = reply.as_array().expect("ZRANGE reply");
+        let real: BTreeMap<String, u64> = items
+            .chunks(2)
+            .map(|p| {
+                let score = p[1]
+                    .as_str()
+                    .expect("score")
+                    .parse()
+                    .expect("integer score");
+                (p[0].as_str().expect("member").to_string(), score)
+            })
+            .collect();
+        agree!(
+            real == expected,
+            "index of {} lists {real:?}, the model {expected:?}",
+            USERS[*user]
+        );
+        let Reply::Integer(expires) = conn.command(&["PEXPIRETIME", &key]).expect("PEXPIRETIME")
+        else {
+            panic!("PEXPIRETIME reply");
+        };
+        let last = expected.values().max().copied().unwrap_or(0) as i64;
+        agree!(
+            expires == last,
+            "index of {} expires at {expires}, its last session at {last}",
+            USERS[*user]
         );
     }
     Ok(())
@@ -695,11 +895,20 @@ fn stores_agree_with_the_model() {
         rt.block_on(run_case(&server, &redis, &ops))
     });
     match result {
-        Ok(()) => println!(
-            "model agreed with Redis on {} random sequences in {:?}",
-            cases(),
-            started.elapsed()
-        ),
+        Ok(()) => {
+            let [before, after] = RACING_LOGINS.each_ref().map(|n| n.load(Ordering::Relaxed));
+            println!(
+                "model agreed with Redis on {} random sequences in {:?}; logins racing a \
+                 log-out-everywhere: {before} ran before it (gone), {after} after it (listed)",
+                cases(),
+                started.elapsed()
+            );
+            // Both outcomes must have been exercised, or the race was not a race.
+            assert!(
+                cases() < 32 || (before > 0 && after > 0),
+                "racing logins: {before} before, {after} after the logout"
+            );
+        }
         Err(TestError::Fail(reason, ops)) => panic!(
             "the stores and the model disagree: {reason}\n\
              minimal sequence (paste into replay_ops() in cache/tests/model.rs):\n\
@@ -840,7 +1049,7 @@ async fn expiry_agrees_with_the_model() {
     let (created, at) = timed(sessions.create(new_session("idle"))).await;
     let (idle_id, _) = created.unwrap();
     let idle_end = at.plus(idle);
-    let idle_key = format!("expiry:session:{}", idle_id.expose());
+    let idle_key = KeySchema::new("expiry").unwrap().session(idle_id.expose());
     let c = Claims {
         exp: now_ms() / 1000 + 2,
         ..claims(Duration::ZERO)

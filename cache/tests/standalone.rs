@@ -1,6 +1,7 @@
 //! The stores against one real redis-server: expiry, races, exact limits, command counts, TTL audit,
 //! hostile replies and Redis outages.
 
+mod semantics;
 mod support;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use cache::{
     SessionStore, TokenCache, TokenStatus,
 };
 use localredis::{RedisServer, ServerConfig};
+use semantics::each_operation_is_one_round_trip;
 use support::*;
 
 fn server() -> Option<RedisServer> {
@@ -62,7 +64,7 @@ async fn get_refreshes_the_idle_timeout_and_idle_sessions_expire() {
     let gone = poll_until(Duration::from_secs(5), || async {
         // Check existence without refreshing: PTTL via a raw connection.
         let ttl = server
-            .command(&["PTTL", &format!("authority:session:{}", id.expose())])
+            .command(&["PTTL", &KeySchema::default().session(id.expose())])
             .unwrap();
         matches!(ttl, localredis::resp::Reply::Integer(-2))
     })
@@ -109,7 +111,7 @@ async fn no_session_outlives_its_absolute_lifetime() {
         last_seen_alive >= absolute - Duration::from_millis(300),
         "expired early: {last_seen_alive:?}"
     );
-    let key = format!("authority:session:{}", id.expose());
+    let key = KeySchema::default().session(id.expose());
     assert_eq!(
         server.command(&["EXISTS", &key]).unwrap(),
         localredis::resp::Reply::Integer(0)
@@ -123,7 +125,7 @@ async fn update_keeps_the_ttl_and_never_resurrects() {
     let sessions =
         SessionStore::new(redis, KeySchema::default(), SessionConfig::default()).unwrap();
     let (id, mut s) = sessions.create(new_session("upd")).await.unwrap();
-    let key = format!("authority:session:{}", id.expose());
+    let key = KeySchema::default().session(id.expose());
     let pttl = |server: &RedisServer| match server.command(&["PTTL", &key]).unwrap() {
         localredis::resp::Reply::Integer(n) => n,
         other => panic!("PTTL: {other:?}"),
@@ -251,91 +253,8 @@ async fn every_algorithm_admits_exactly_the_limit_under_64_concurrent_tasks() {
 async fn each_store_operation_is_one_round_trip() {
     let Some(server) = server() else { return };
     let redis = connect(&server.url()).await;
-    let keys = KeySchema::default();
-    let sessions =
-        SessionStore::new(redis.clone(), keys.clone(), SessionConfig::default()).unwrap();
-    let tokens = TokenCache::new(redis.clone(), keys.clone());
-    let fixed = limiter(
-        &redis,
-        "authority",
-        Rule::per_minute(1_000_000),
-        FailureMode::Closed,
-    );
-    let c = claims(Duration::from_secs(600));
-    const N: u64 = 25;
-
-    // Warm up: the first EVALSHA of each script loads it (NOSCRIPT + SCRIPT LOAD).
-    let (warm, mut s) = sessions.create(new_session("rt")).await.unwrap();
-    sessions.get(&warm).await.unwrap();
-    tokens.revoke("warm", None).await.unwrap();
-    fixed.check("192.0.2.2", "signin").await.unwrap();
-
-    let mut ids = Vec::new();
-    // (operation, the one command a client sends, commands the server runs inside its script)
-    let script_internal = [
-        "set", "sadd", "pttl", "pexpire", "get", "time", "incr", "del", "type",
-    ];
-    let measure = |name: &str| (name.to_string(), commandstats(&server));
-    let before = measure("session.create");
-    for _ in 0..N {
-        ids.push(sessions.create(new_session("rt")).await.unwrap().0);
-    }
-    let mut checks = vec![(before, commandstats(&server), "evalsha")];
-    let before = measure("session.get");
-    for id in &ids {
-        sessions.get(id).await.unwrap().unwrap();
-    }
-    checks.push((before, commandstats(&server), "getex"));
-    let before = measure("session.update");
-    s.data.insert("x".into(), serde_json::json!(1));
-    for id in &ids {
-        sessions.update(id, &s).await.unwrap();
-    }
-    checks.push((before, commandstats(&server), "set"));
-    let before = measure("session.destroy");
-    for id in &ids {
-        sessions.destroy(id).await.unwrap();
-    }
-    checks.push((before, commandstats(&server), "del"));
-    let before = measure("token.put");
-    for i in 0..N {
-        tokens.put(&format!("t{i}"), &c).await.unwrap();
-    }
-    checks.push((before, commandstats(&server), "set"));
-    let before = measure("token.get");
-    for i in 0..N {
-        tokens.get(&format!("t{i}")).await.unwrap().unwrap();
-    }
-    checks.push((before, commandstats(&server), "get"));
-    let before = measure("token.revoke");
-    for i in 0..N {
-        tokens.revoke(&format!("t{i}"), Some(c.exp)).await.unwrap();
-    }
-    checks.push((before, commandstats(&server), "evalsha"));
-    let before = measure("ratelimit.check");
-    for _ in 0..N {
-        fixed.check("192.0.2.2", "signin").await.unwrap();
-    }
-    checks.push((before, commandstats(&server), "evalsha"));
-
-    for ((op, before), after, command) in checks {
-        let d = delta(&before, &after);
-        let top_level = if command == "evalsha" {
-            // Commands run inside the script are counted by Redis too; the client sent only EVALSHA.
-            let others: u64 = d
-                .iter()
-                .filter(|(k, _)| k.as_str() != "evalsha" && !script_internal.contains(&k.as_str()))
-                .map(|(_, v)| v)
-                .sum();
-            assert_eq!(others, 0, "{op}: unexpected commands {d:?}");
-            d.get("evalsha").copied().unwrap_or(0)
-        } else {
-            d.values().sum()
-        };
-        assert_eq!(top_level, N, "{op}: {d:?} for {N} operations");
-        assert_eq!(d.get(command).copied().unwrap_or(0), N, "{op}: {d:?}");
-        println!("{op}: {} command per operation ({command})", top_level / N);
-    }
+    let nodes = [&server];
+    each_operation_is_one_round_trip(&redis, &nodes, "rt").await;
 }
 
 #[tokio::test]
@@ -349,7 +268,7 @@ async fn a_key_of_the_wrong_type_is_a_clear_error_not_a_panic() {
     )
     .unwrap();
     let (id, _) = sessions.create(new_session("wt")).await.unwrap();
-    let key = format!("authority:session:{}", id.expose());
+    let key = KeySchema::default().session(id.expose());
     server.command(&["DEL", &key]).unwrap();
     server.command(&["RPUSH", &key, "x"]).unwrap();
     let err = sessions.get(&id).await.unwrap_err();

@@ -1,19 +1,30 @@
--- SessionStore::create: store a new session and index it under its user, atomically.
--- KEYS[1] session key, KEYS[2] user index key
--- ARGV[1] session JSON, ARGV[2] idle TTL (ms), ARGV[3] session id, ARGV[4] index TTL (ms)
--- Returns 1 when stored, 0 when the id already exists (the caller draws a new id).
--- Refuse before writing anything if the index is not ours: a failure after the SET would leave
--- a session that log-out-everywhere cannot find.
-local t = redis.call('TYPE', KEYS[2])['ok']
-if t ~= 'set' and t ~= 'none' then
-  return redis.error_reply('WRONGTYPE the user index key holds a ' .. t)
+-- SessionStore::create: store a new session and list it in its user's index, atomically, with the
+-- session's absolute deadline checked against Redis's own clock.
+-- KEYS[1] session key, KEYS[2] the user's index (same hash tag, so the same Cluster slot)
+-- ARGV[1] session JSON, ARGV[2] idle timeout (ms), ARGV[3] absolute deadline (Unix ms: the store's
+-- estimate of Redis's clock + the lifetime), ARGV[4] absolute lifetime (ms), ARGV[5] tolerance (ms)
+-- Returns {outcome, Redis TIME seconds, Redis TIME microseconds}. Outcome 1: stored. 0: deadline
+-- refused (past, or off by more than the tolerance; nothing written: re-anchor on the time and
+-- retry). 2: the key is taken (draw a new id).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[3])
+if deadline <= now or math.abs(deadline - now - tonumber(ARGV[4])) > tonumber(ARGV[5]) then
+  return {0, t[1], t[2]}
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 0
+-- Forget sessions past their absolute deadline. A key of another type raises WRONGTYPE here,
+-- before anything is written.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], KEYS[1]) == 0 then
+  return {2, t[1], t[2]}
 end
-redis.call('SADD', KEYS[2], ARGV[3])
--- Extend, never shorten, the index's life: it must outlive every session it lists.
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', math.min(tonumber(ARGV[2]), deadline - now)) then
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return {2, t[1], t[2]}
 end
-return 1
+-- The index lives until its last session's deadline: extend, never shorten (GT). A fresh index has
+-- no TTL, which GT treats as infinite, so it gets this one (NX).
+if redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT') == 0 then
+  redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'NX')
+end
+return {1, t[1], t[2]}

@@ -244,7 +244,8 @@ impl Writers {
                     let new =
                         realistic_session(&self.user_of(i), &Self::ip_of(i), &self.payloads[i]);
                     let (id, _) = self.sessions.create(new).await?;
-                    Ok(format!("{}:session:{}", self.prefix, id.expose()))
+                    // The key schema owns the session key's shape (its hash tag).
+                    Ok(KeySchema::new(&self.prefix)?.session(id.expose()))
                 }
                 1 => {
                     let claims = Claims {
