@@ -15,7 +15,7 @@
 //!   obviously expired input (a token whose `exp` has passed).
 //! - `ServerClock` (crate-private): an estimate of Redis's clock for the one thing that needs a
 //!   deadline before Redis can be asked — a new session's absolute deadline, which is part of its
-//!   id. It is anchored on `TIME` readings that the session scripts return with every create
+//!   id. It is anchored on the `TIME` reading (whole ms) that the create script returns every time
 //!   (Cristian's algorithm: Redis's reading is taken as the midpoint of the round trip, so the anchor
 //!   is within half a round trip), and runs on this process's *monotonic* clock in between, so a
 //!   step of the host's wall clock (NTP, a VM resume, an injected offset) does not move it. The
@@ -126,13 +126,14 @@ impl ServerClock {
         }
     }
 
-    /// Takes in a reading of Redis's `TIME` (`server_us`, Unix µs) from a request sent at `sent`
+    /// Takes in a reading of Redis's clock (`server_ms`, Unix ms) from a request sent at `sent`
     /// and answered at `received`. `refused` means Redis rejected a deadline built from the current
     /// anchor, which therefore goes whatever the new reading's quality.
-    pub(crate) fn observe(&self, server_us: u64, sent: Instant, received: Instant, refused: bool) {
+    pub(crate) fn observe(&self, server_ms: u64, sent: Instant, received: Instant, refused: bool) {
         let (sent_us, received_us) = (monotonic_us(sent), monotonic_us(received));
         let reading = Anchor {
-            offset_us: server_us as i64 - (sent_us + received_us) / 2,
+            // The reading is whole ms: taken as the middle of its ms.
+            offset_us: (server_ms * 1000 + 500) as i64 - (sent_us + received_us) / 2,
             taken_us: received_us,
             half_rtt_us: (received_us - sent_us).max(0) / 2,
         };
@@ -180,7 +181,7 @@ mod tests {
         let sent = Instant::now();
         let received = sent + Duration::from_millis(2);
         let true_now = HostClock::system().now_ms();
-        server.observe((true_now + 1_000_000) * 1000, sent, received, false);
+        server.observe(true_now + 1_000_000, sent, received, false);
         let estimate = server.now_ms();
         assert!(
             estimate.abs_diff(true_now + 1_000_000) < 100,
@@ -197,13 +198,13 @@ mod tests {
     fn a_worse_reading_does_not_replace_a_better_anchor_unless_forced() {
         let server = ServerClock::new(HostClock::system());
         let t0 = Instant::now();
-        server.observe(5_000_000_000, t0, t0 + Duration::from_millis(1), false);
+        server.observe(5_000_000, t0, t0 + Duration::from_millis(1), false);
         let before = server.now_ms();
         // 10 s off, but from a 400 ms round trip: less certain than the anchor, ignored...
-        server.observe(5_010_000_000, t0, t0 + Duration::from_millis(400), false);
+        server.observe(5_010_000, t0, t0 + Duration::from_millis(400), false);
         assert!(server.now_ms().abs_diff(before) < 100);
         // ...unless Redis refused what the anchor produced.
-        server.observe(5_010_000_000, t0, t0 + Duration::from_millis(400), true);
+        server.observe(5_010_000, t0, t0 + Duration::from_millis(400), true);
         assert!(server.now_ms().abs_diff(before + 10_000) < 500);
     }
 }

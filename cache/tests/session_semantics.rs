@@ -233,7 +233,10 @@ async fn a_read_just_before_the_deadline_returns_the_session_and_keeps_it_until_
             break;
         }
         assert!(sessions.get(&id).await.unwrap().is_some(), "read at {now}");
-        assert!(exists(&raw, &key).await, "a read at {now} deleted the session");
+        assert!(
+            exists(&raw, &key).await,
+            "a read at {now} deleted the session"
+        );
         let expires = expires_at(&raw, &key).await as u64;
         assert!(expires <= id.deadline_ms(), "TTL past the deadline");
         if now + 500 >= id.deadline_ms() {

@@ -447,7 +447,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
     for (id, _) in &ids {
         sessions.get(id).await.unwrap().unwrap();
     }
-    let get = ["multi", "getex", "pexpireat", "exec"];
+    let get = ["getex", "pexpireat"];
     assert_one_round_trip_each("session.get", N, &get, measure(&t));
     let t = Traffic::now(nodes);
     for (id, s) in &ids {
