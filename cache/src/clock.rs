@@ -13,14 +13,18 @@
 //!   while the stores run ([`HostClock::set_offset_ms`]), to prove that nothing the stores promise
 //!   depends on it. It is only ever a *first guess* of Redis's clock, and the guard against
 //!   obviously expired input (a token whose `exp` has passed).
-//! - `ServerClock` (crate-private): an estimate of Redis's clock for the one thing that needs a
-//!   deadline before Redis can be asked — a new session's absolute deadline, which is part of its
-//!   id. It is anchored on the `TIME` reading (whole ms) that the create script returns every time
+//! - `ServerClock` (crate-private): an estimate of Redis's clock, with its error bound, for what
+//!   must be decided before Redis can be asked: a new session's absolute deadline (part of its
+//!   id), and whether a read is far enough from a session's deadline to skip capping its TTL. It
+//!   is anchored on the `TIME` reading (whole ms) that the create script returns every time, or
+//!   that a read asks for when the store has none younger than a minute
 //!   (Cristian's algorithm: Redis's reading is taken as the midpoint of the round trip, so the anchor
 //!   is within half a round trip), and runs on this process's *monotonic* clock in between, so a
 //!   step of the host's wall clock (NTP, a VM resume, an injected offset) does not move it. The
-//!   anchor is replaced only by a reading more certain than itself (its uncertainty grows by the
-//!   500 ppm a monotonic clock may drift), or when Redis refused a deadline built from it.
+//!   anchor is replaced by a reading more certain than itself (its uncertainty grows by the 500 ppm
+//!   a monotonic clock may drift), by one that contradicts it (Redis's clock stepped, or a failover
+//!   put a primary with another clock behind the handle), when Redis refused a deadline built from
+//!   it, and by a read's reading once it is a minute old.
 //!
 //! The estimate never decides alone: the create script checks the proposed deadline against
 //! Redis's own `TIME` and refuses one off by more than the store's tolerance (nothing written, the
@@ -97,6 +101,13 @@ impl Anchor {
     }
 }
 
+/// Redis's clock now as estimated, and how far it may be off.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Estimate {
+    pub(crate) now_ms: u64,
+    pub(crate) uncertainty_ms: u64,
+}
+
 /// An estimate of Redis's clock; see the module docs. Shared by the clones of one store.
 #[derive(Debug)]
 pub(crate) struct ServerClock {
@@ -126,23 +137,45 @@ impl ServerClock {
         }
     }
 
+    /// The estimate with its error bound, `None` before the first reading or once the reading is
+    /// older than `max_age` (then the caller asks Redis for a fresh one).
+    pub(crate) fn estimate(&self, max_age: std::time::Duration) -> Option<Estimate> {
+        let a = self.anchor()?;
+        let now_us = monotonic_us(Instant::now());
+        if now_us - a.taken_us > max_age.as_micros() as i64 {
+            return None;
+        }
+        Some(Estimate {
+            now_ms: ((now_us + a.offset_us) / 1000).max(0) as u64,
+            // + 1 ms: the estimate is truncated to whole ms.
+            uncertainty_ms: (a.uncertainty_us(now_us) / 1000 + 1) as u64,
+        })
+    }
+
     /// Takes in a reading of Redis's clock (`server_ms`, Unix ms) from a request sent at `sent`
-    /// and answered at `received`. `refused` means Redis rejected a deadline built from the current
-    /// anchor, which therefore goes whatever the new reading's quality.
-    pub(crate) fn observe(&self, server_ms: u64, sent: Instant, received: Instant, refused: bool) {
+    /// and answered at `received`. It replaces the anchor when it is more certain, when the two
+    /// disagree by more than both error bounds (Redis's clock stepped, or another primary answers),
+    /// or when `force`d: Redis refused a deadline built from the anchor, or a read renews an anchor
+    /// that has grown old.
+    pub(crate) fn observe(&self, server_ms: u64, sent: Instant, received: Instant, force: bool) {
         let (sent_us, received_us) = (monotonic_us(sent), monotonic_us(received));
         let reading = Anchor {
             // The reading is whole ms: taken as the middle of its ms.
             offset_us: (server_ms * 1000 + 500) as i64 - (sent_us + received_us) / 2,
             taken_us: received_us,
-            half_rtt_us: (received_us - sent_us).max(0) / 2,
+            half_rtt_us: (received_us - sent_us).max(0) / 2 + 500,
         };
         let mut anchor = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
-        let better = match *anchor {
+        let replace = match *anchor {
             None => true,
-            Some(a) => refused || reading.half_rtt_us <= a.uncertainty_us(received_us),
+            Some(a) => {
+                let bound = a.uncertainty_us(received_us);
+                force
+                    || reading.half_rtt_us <= bound
+                    || (reading.offset_us - a.offset_us).abs() > reading.half_rtt_us + bound
+            }
         };
-        if better {
+        if replace {
             *anchor = Some(reading);
         }
     }
@@ -195,16 +228,19 @@ mod tests {
     }
 
     #[test]
-    fn a_worse_reading_does_not_replace_a_better_anchor_unless_forced() {
+    fn a_less_certain_reading_replaces_the_anchor_only_if_it_contradicts_it_or_is_forced() {
         let server = ServerClock::new(HostClock::system());
         let t0 = Instant::now();
         server.observe(5_000_000, t0, t0 + Duration::from_millis(1), false);
         let before = server.now_ms();
-        // 10 s off, but from a 400 ms round trip: less certain than the anchor, ignored...
+        // From a 400 ms round trip and consistent with the anchor: less certain, ignored...
+        server.observe(5_000_100, t0, t0 + Duration::from_millis(400), false);
+        assert!(server.now_ms().abs_diff(before) < 5);
+        // ...but 10 s off is more than both bounds: Redis's clock stepped, take it...
         server.observe(5_010_000, t0, t0 + Duration::from_millis(400), false);
-        assert!(server.now_ms().abs_diff(before) < 100);
-        // ...unless Redis refused what the anchor produced.
-        server.observe(5_010_000, t0, t0 + Duration::from_millis(400), true);
         assert!(server.now_ms().abs_diff(before + 10_000) < 500);
+        // ...and a forced reading always wins.
+        server.observe(5_000_000, t0, t0 + Duration::from_millis(400), true);
+        assert!(server.now_ms().abs_diff(before) < 500);
     }
 }

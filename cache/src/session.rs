@@ -5,14 +5,17 @@
 //! Every operation is one round trip:
 //! - `create`: one `EVALSHA` that stores the session (`SET NX PX`), lists it in its user's index and
 //!   prunes the index (below);
-//! - `get`: `GETEX key PX <idle>` and `PEXPIREAT key <deadline> LT`, pipelined in one round trip:
-//!   the read and the idle refresh on Redis's clock, then the cap at the absolute deadline. Not a
-//!   transaction, and it need not be: every TTL the store sets is at most the deadline, so
-//!   whatever runs between the two commands (another read, an update, a destroy) leaves the key
-//!   expiring by the deadline once the second has run (and the two normally run back to back, from
-//!   one read of the socket). (`MULTI`/`EXEC` around them measured 1.30× a bare
-//!   `GET` against 1.14× for the pipeline; `GETEX PXAT <now + idle>` alone, 1.04×, needs this
-//!   host's clock, which is what broke the idle timeout under skew.)
+//! - `get`: `GETEX key PX <idle>`: the read and the idle refresh, on Redis's clock. When the
+//!   refresh could pass the absolute deadline — the store's estimate of Redis's clock
+//!   ([`crate::clock`]), widened by its error bound, is within one idle timeout of it, or the store
+//!   has no estimate — `PEXPIREAT key <deadline> LT` is pipelined after it, capping the TTL there;
+//!   a store without a reading younger than a minute also pipelines `TIME` to get one. Still one
+//!   round trip. The pair is not a transaction, and need not be: every TTL the store sets is at
+//!   most the deadline, so whatever runs between the two (another read, an update, a destroy)
+//!   leaves the key expiring by the deadline once the cap has run. Measured against a bare `GET`:
+//!   `GETEX` alone 1.04×, with the cap 1.14×, the pair in `MULTI`/`EXEC` 1.30×; the old
+//!   `GETEX PXAT <now + idle>` was 1.04× but took `now` from this host's clock, which is what
+//!   broke the idle timeout under skew.
 //! - `update`: `SET XX KEEPTTL`, so an expired or destroyed session is reported as not found and is
 //!   never brought back to life;
 //! - `destroy`: one `EVALSHA` that deletes the session and its index entry;
@@ -40,7 +43,10 @@
 //! tolerance in Redis's clock whatever the application hosts' clocks say, the idle timeout holds
 //! exactly, and no read ever deletes a live session (every TTL set is at most the deadline, so a key
 //! that still exists is before it). `Session::created_ms` and `last_seen_ms` are in the same
-//! estimated Redis clock.
+//! estimated Redis clock (this host's clock until the store's first create or read). A step of
+//! Redis's own clock, or a failover to a primary whose clock differs, is noticed by the next create
+//! (Redis refuses its deadline) or by the first read a minute after the last reading; until then a
+//! read far from a deadline may refresh a session up to the step past it.
 //!
 //! Ids are `<secret>.<deadline>.<user tag>`: 256 bits from the OS CSPRNG as URL-safe base64 (43
 //! characters), the session's absolute deadline in Unix milliseconds, and the user tag that makes
@@ -74,6 +80,10 @@ const MAX_ID_LEN: usize = SECRET_LEN + 1 + 13 + 1 + USER_TAG_LEN;
 /// Longest timeout or lifetime accepted: Redis's expiry arithmetic must not overflow, and a session
 /// living longer than this is a misconfiguration.
 const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+/// A read asks Redis for its clock (one more command in its pipeline) when the store's estimate is
+/// older than this, so a step of Redis's clock or a failover to a primary whose clock differs is
+/// noticed within it even by a store that only reads.
+const READ_RESYNC: Duration = Duration::from_secs(60);
 /// Tries of `create` before giving up (a deadline refused by Redis, or an id already taken).
 const CREATE_ATTEMPTS: usize = 3;
 
@@ -379,21 +389,39 @@ impl SessionStore {
     /// when it expired (idle or absolute) or was destroyed.
     pub async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
         let key = self.keys.session(id.expose());
-        let mut conn = self.redis.clone();
+        let idle = ms(self.config.idle_timeout);
+        let estimate = self.clock.estimate(READ_RESYNC);
+        // Far from the deadline even if the estimate is off by its whole error bound: a refresh
+        // to now + idle cannot pass the deadline, so no cap is needed.
+        let far = estimate.is_some_and(|e| id.deadline_ms() > e.now_ms + e.uncertainty_ms + idle);
         // `ignore_errors` keeps a failed command's error in its slot (a key of another type makes
         // GETEX fail), so it is reported as what it is rather than as a pipeline failure.
-        let replies: Vec<Value> = redis::pipe()
-            .ignore_errors()
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
             .cmd("GETEX")
             .arg(&key)
             .arg("PX")
-            .arg(ms(self.config.idle_timeout))
-            .cmd("PEXPIREAT")
-            .arg(&key)
-            .arg(id.deadline_ms())
-            .arg("LT")
-            .query_async(&mut conn)
-            .await?;
+            .arg(idle);
+        if !far {
+            pipe.cmd("PEXPIREAT")
+                .arg(&key)
+                .arg(id.deadline_ms())
+                .arg("LT");
+        }
+        if estimate.is_none() {
+            pipe.cmd("TIME");
+        }
+        let mut conn = self.redis.clone();
+        let sent = Instant::now();
+        let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        if estimate.is_none()
+            && let Some(time) = replies.pop()
+            && let Ok((secs, micros)) = redis::from_redis_value::<(u64, u64)>(time)
+        {
+            // Forced: this reading is here to renew the anchor.
+            let redis_ms = secs * 1000 + micros / 1000;
+            self.clock.observe(redis_ms, sent, Instant::now(), true);
+        }
         let raw: Option<String> = match replies.into_iter().next() {
             Some(Value::ServerError(e)) => return Err(RedisError::from(e).into()),
             Some(reply) => redis::from_redis_value(reply).map_err(RedisError::from)?,
@@ -411,12 +439,10 @@ impl SessionStore {
                 reason: "a session cannot be moved to another user; create a new one".into(),
             });
         }
-        let now = self.clock.now_ms();
-        if session.absolute_expires_ms <= now {
-            return Err(Error::NotFound("session"));
-        }
+        // No deadline check here: `SET XX` finds no key once the session is past its deadline,
+        // which Redis judges on its own clock.
         let mut session = session.clone();
-        session.last_seen_ms = now;
+        session.last_seen_ms = self.clock.now_ms();
         session.v = SESSION_FORMAT_VERSION;
         let value = self.encode(&session)?;
         let mut conn = self.redis.clone();

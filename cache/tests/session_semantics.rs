@@ -222,17 +222,21 @@ async fn a_read_just_before_the_deadline_returns_the_session_and_keeps_it_until_
         absolute_lifetime: Duration::from_millis(1500),
         ..Default::default()
     };
-    // A host far behind Redis: with deadlines on the host's clock, every read would delete.
-    let sessions = store(&raw, &keys, config).with_host_clock(HostClock::with_offset(-7_200_000));
+    // A host far behind Redis: with deadlines on the host's clock, every read would delete. One
+    // store logs in and reads, another (on the same skewed host) only ever reads.
+    let skewed = HostClock::with_offset(-7_200_000);
+    let sessions = store(&raw, &keys, config.clone()).with_host_clock(skewed.clone());
+    let reader = store(&raw, &keys, config).with_host_clock(skewed);
     let (id, _) = sessions.create(login("edge")).await.unwrap();
     let key = keys.session(id.expose());
     let mut reads_near_deadline = 0;
-    loop {
+    for round in 0.. {
         let now = redis_now_ms(&raw).await;
         if now + 50 >= id.deadline_ms() {
             break;
         }
-        assert!(sessions.get(&id).await.unwrap().is_some(), "read at {now}");
+        let by = if round % 2 == 0 { &sessions } else { &reader };
+        assert!(by.get(&id).await.unwrap().is_some(), "read at {now}");
         assert!(
             exists(&raw, &key).await,
             "a read at {now} deleted the session"
