@@ -1,11 +1,13 @@
 //! The key schema: the only place that turns ids, token hashes, IPs and endpoint names into Redis keys.
 //!
+//! Placeholders are in `<angle brackets>`; braces are literal (see below).
+//!
 //! | key | type | written by | TTL rule (every deadline is in Redis's clock) |
 //! |---|---|---|---|
-//! | `{prefix}:session:<secret>.<deadline>.{<user tag>}` | string: the session as JSON | [`SessionStore`](crate::SessionStore) | `min(idle, deadline − now)` at create; every `get` sets `min(now + idle, deadline)`; `update` keeps it |
-//! | `{prefix}:user-sessions:{<user tag>}` | sorted set: member = session key, score = that session's absolute deadline (Unix ms) | `SessionStore` | expires at its highest score (the last moment any listed session can live); members past their deadline are pruned on every create and destroy; deleted by log-out-everywhere and by Redis when it empties |
-//! | `{prefix}:token:<sha256(token) as hex>` | string: JSON claims, or the tombstone `!revoked` | [`TokenCache`](crate::TokenCache) | claims expire at the token's `exp`; a tombstone at `exp` + the skew allowance, or `max_token_lifetime` + the allowance when `exp` is unknown, never earlier than it already did |
-//! | `{prefix}:ratelimit:<ip>:<endpoint>` | string counter (fixed window), hash of window number → count (sliding window), string arrival time in µs (GCRA) | [`RateLimiter`](crate::RateLimiter) | one window (fixed); until the current window's count stops mattering, ≤ 2 windows (sliding); until the bucket is full again, ≤ 1 window (GCRA) |
+//! | `<prefix>:session:<secret>.<deadline>.{<user tag>}` | string: the session as JSON | [`SessionStore`](crate::SessionStore) | `min(idle, deadline − now)` at create; every `get` sets `min(now + idle, deadline)`; `update` keeps it |
+//! | `<prefix>:user-sessions:{<user tag>}` | sorted set: member = session key, score = that session's absolute deadline (Unix ms) | `SessionStore` | expires at its highest score (the last moment any listed session can live); members past their deadline are pruned on every create and destroy; deleted by log-out-everywhere and by Redis when it empties |
+//! | `<prefix>:token:<sha256(token) as hex>` | string: JSON claims, or the tombstone `!revoked` | [`TokenCache`](crate::TokenCache) | claims expire at the token's `exp`; a tombstone at `exp` + the skew allowance, or `max_token_lifetime` + the allowance when `exp` is unknown, never earlier than it already did |
+//! | `<prefix>:ratelimit:<ip>:<endpoint>` | string counter (fixed window), hash of window number → count (sliding window), string arrival time in µs (GCRA) | [`RateLimiter`](crate::RateLimiter) | one window (fixed); until the current window's count stops mattering, ≤ 2 windows (sliding); until the bucket is full again, ≤ 1 window (GCRA) |
 //!
 //! **The braces are literal.** Redis Cluster hashes only the part of a key between the first `{` and
 //! the next `}` (a *hash tag*) when one is present. A session key and its user's index carry the same

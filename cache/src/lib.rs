@@ -4,11 +4,11 @@
 //! server: the three things such a server keeps in Redis, over every deployment the guide's `REDIS_URL`
 //! can name.
 //!
-//! | part | key | module |
+//! | part | key (exact schema, hash tags and TTLs in [`keys`]) | module |
 //! |---|---|---|
-//! | login sessions (idle + absolute expiry, "log out everywhere") | `authority:session:{id}` | [`session`] |
-//! | access-token claims cache (never the raw token) | `authority:token:{sha256}` | [`token`] |
-//! | distributed rate limits (fixed window, sliding window, GCRA) | `authority:ratelimit:{ip}:{endpoint}` | [`ratelimit`] |
+//! | login sessions (idle + absolute expiry, "log out everywhere") | `authority:session:<id>` (+ a per-user index) | [`session`] |
+//! | access-token claims cache (never the raw token) | `authority:token:<sha256>` | [`token`] |
+//! | distributed rate limits (fixed window, sliding window, GCRA) | `authority:ratelimit:<ip>:<endpoint>` | [`ratelimit`] |
 //!
 //! Underneath, [`url`] parses every `REDIS_URL` form (plain, password, ACL user, db number,
 //! `rediss://`, Sentinel and Cluster lists) into a typed topology, and [`connection`] gives one

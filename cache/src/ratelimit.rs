@@ -1,4 +1,4 @@
-//! [`RateLimiter`]: a distributed limiter at `{prefix}:ratelimit:{ip}:{endpoint}`, shared by every
+//! [`RateLimiter`]: a distributed limiter at `<prefix>:ratelimit:<ip>:<endpoint>`, shared by every
 //! instance of the OAuth server that talks to the same Redis.
 //!
 //! Each decision is **one `EVALSHA`**: the read, the update and the expiry happen in one atomic script,

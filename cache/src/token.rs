@@ -1,4 +1,4 @@
-//! [`TokenCache`]: validated access-token claims at `{prefix}:token:{sha256(token)}`, so a resource
+//! [`TokenCache`]: validated access-token claims at `<prefix>:token:<sha256(token)>`, so a resource
 //! server can check a bearer token with one `GET` instead of a database or introspection call.
 //!
 //! - The raw token is never stored, sent as a key, or logged: the key is the SHA-256 of the token, and
