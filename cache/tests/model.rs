@@ -27,7 +27,7 @@
 //!
 //! Runs 64 cases by default (~1-2 s); `PROPTEST_CASES=5000 cargo test -p cache --test model` runs more.
 //!
-//! One file of ~900 lines on purpose: the operations, the model, the key-space audit and the timed
+//! One file of ~1,100 lines on purpose: the operations, the model, the key-space audit and the timed
 //! expiry variant are one concept, and the model is only meaningful next to its operations.
 
 mod support;
