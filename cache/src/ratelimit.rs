@@ -59,6 +59,24 @@ pub enum Algorithm {
     Gcra,
 }
 
+impl Algorithm {
+    /// Every algorithm, for tools and tests that exercise them all.
+    pub const ALL: [Algorithm; 3] = [
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindow,
+        Algorithm::Gcra,
+    ];
+
+    /// The name used in configuration files (`fixed_window`, `sliding_window`, `gcra`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::FixedWindow => "fixed_window",
+            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::Gcra => "gcra",
+        }
+    }
+}
+
 /// `limit` requests per `window` for one endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -414,6 +432,16 @@ mod tests {
                 ("Retry-After", "1".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn algorithm_names_are_their_configuration_names() {
+        for a in Algorithm::ALL {
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.name())
+            );
+        }
     }
 
     #[test]

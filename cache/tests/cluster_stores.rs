@@ -71,7 +71,7 @@ async fn a_users_sessions_and_index_share_a_slot_and_users_spread_over_the_nodes
         let index = keys.user_sessions(&user).unwrap();
         let mut ids = Vec::new();
         for _ in 0..3 {
-            let (id, _) = sessions.create(login(&user)).await.unwrap();
+            let (id, _) = sessions.create(new_session(&user)).await.unwrap();
             let key = keys.session(id.expose());
             assert_eq!(slot_of(cluster, &key), slot_of(cluster, &index), "{user}");
             ids.push(key);
@@ -139,8 +139,8 @@ async fn a_forged_index_member_in_another_slot_is_skipped_not_a_cross_slot_error
     let redis = connect(&cluster.url()).await;
     let keys = KeySchema::new("cs-forged").unwrap();
     let sessions = store(&redis, &keys);
-    let (victim, _) = sessions.create(login("victim")).await.unwrap();
-    let (own, _) = sessions.create(login("mallory")).await.unwrap();
+    let (victim, _) = sessions.create(new_session("victim")).await.unwrap();
+    let (own, _) = sessions.create(new_session("mallory")).await.unwrap();
     let index = keys.user_sessions("mallory").unwrap();
     let victim_key = keys.session(victim.expose());
     assert_ne!(slot_of(cluster, &victim_key), slot_of(cluster, &index));

@@ -442,11 +442,7 @@ async fn redis_down_fails_open_or_closed_degraded_then_counting_resumes() {
     let hour = Duration::from_secs(3600);
     let rules: Vec<(&str, Rule)> = ENDPOINTS
         .iter()
-        .zip([
-            Algorithm::FixedWindow,
-            Algorithm::SlidingWindow,
-            Algorithm::Gcra,
-        ])
+        .zip(Algorithm::ALL)
         .map(|(e, algorithm)| {
             let rule = Rule {
                 limit,

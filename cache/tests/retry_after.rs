@@ -313,14 +313,7 @@ async fn a_client_that_sleeps_the_hint_is_admitted_on_its_first_retry() {
     let redis = connect(&server.url()).await;
     let (limit, window) = (3u32, Duration::from_millis(300));
     let mut figures = Vec::new();
-    for (i, algorithm) in [
-        Algorithm::FixedWindow,
-        Algorithm::SlidingWindow,
-        Algorithm::Gcra,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, algorithm) in Algorithm::ALL.into_iter().enumerate() {
         let mut waits = Vec::new();
         for round in 0..6u32 {
             let l = limiter(&redis, &format!("rt{i}-{round}"), limit, window, algorithm);

@@ -86,7 +86,7 @@ async fn sessions_past_their_deadline_are_pruned_from_the_index_on_the_next_logi
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
         let invoked = now_ms();
-        let (id, _) = sessions.create(login("forgetful")).await.unwrap();
+        let (id, _) = sessions.create(new_session("forgetful")).await.unwrap();
         deadlines.push(id.deadline_ms());
         // Alive at most: sessions whose deadline had not passed when this login ran.
         let tolerance = config.deadline_tolerance().as_millis() as u64;
@@ -140,7 +140,7 @@ async fn deadlines_are_on_redis_clock_whatever_the_host_clock_says() {
     let tolerance = config.deadline_tolerance().as_millis() as u64;
     // Load the scripts first: a NOSCRIPT reply is counted as an EVALSHA too.
     let warm = store(&raw, &keys, config.clone());
-    let (id, _) = warm.create(login("skewed")).await.unwrap();
+    let (id, _) = warm.create(new_session("skewed")).await.unwrap();
     warm.destroy(&id).await.unwrap();
     // A fresh store per offset (its first create meets Redis's refusal), and one store whose
     // clock is switched to every offset in turn while it runs.
@@ -154,7 +154,7 @@ async fn deadlines_are_on_redis_clock_whatever_the_host_clock_says() {
         for sessions in [&fresh, &running] {
             let before_stats = commandstats(&server);
             let t1 = redis_now_ms(&raw).await;
-            let (id, value) = sessions.create(login("skewed")).await.unwrap();
+            let (id, value) = sessions.create(new_session("skewed")).await.unwrap();
             let t2 = redis_now_ms(&raw).await;
             let evalsha = delta(&before_stats, &commandstats(&server))["evalsha"];
             creates += 1;
@@ -227,7 +227,7 @@ async fn a_read_just_before_the_deadline_returns_the_session_and_keeps_it_until_
     let skewed = HostClock::with_offset(-7_200_000);
     let sessions = store(&raw, &keys, config.clone()).with_host_clock(skewed.clone());
     let reader = store(&raw, &keys, config).with_host_clock(skewed);
-    let (id, _) = sessions.create(login("edge")).await.unwrap();
+    let (id, _) = sessions.create(new_session("edge")).await.unwrap();
     let key = keys.session(id.expose());
     let mut reads_near_deadline = 0;
     for round in 0.. {

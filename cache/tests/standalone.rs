@@ -229,14 +229,7 @@ async fn every_algorithm_admits_exactly_the_limit_under_64_concurrent_tasks() {
     let Some(server) = server() else { return };
     let redis = connect(&server.url()).await;
     // A window far longer than the test, so the burst stays inside one window.
-    for (i, algorithm) in [
-        Algorithm::FixedWindow,
-        Algorithm::SlidingWindow,
-        Algorithm::Gcra,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, algorithm) in Algorithm::ALL.into_iter().enumerate() {
         let rule = Rule {
             limit: 50,
             window: Duration::from_secs(3600),

@@ -14,57 +14,39 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use cache::{KeySchema, NewSession, Redis, SessionId, SessionStore};
+use cache::{KeySchema, Redis, SessionId, SessionStore};
+use redis::FromRedisValue;
 
-pub fn login(user: &str) -> NewSession {
-    NewSession {
-        user_id: user.into(),
-        client_ip: Some("198.51.100.20".into()),
-        user_agent: Some("semantics".into()),
-        data: [("authenticated".to_string(), serde_json::json!(true))]
-            .into_iter()
-            .collect(),
-    }
+use super::support::new_session;
+
+/// `command key args...` on `redis` (routed by the key on a Cluster).
+async fn on_key<T: FromRedisValue>(redis: &Redis, command: &str, key: &str, args: &[&str]) -> T {
+    let mut conn = redis.clone();
+    redis::cmd(command)
+        .arg(key)
+        .arg(args)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{command}: {e}"))
 }
 
 pub async fn exists(redis: &Redis, key: &str) -> bool {
-    let mut conn = redis.clone();
-    let n: i64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .expect("EXISTS");
-    n == 1
+    on_key::<i64>(redis, "EXISTS", key, &[]).await == 1
 }
 
 pub async fn index_len(redis: &Redis, index: &str) -> usize {
-    let mut conn = redis.clone();
-    redis::cmd("ZCARD")
-        .arg(index)
-        .query_async(&mut conn)
-        .await
-        .expect("ZCARD")
+    on_key(redis, "ZCARD", index, &[]).await
 }
 
 pub async fn listed(redis: &Redis, index: &str, key: &str) -> bool {
-    let mut conn = redis.clone();
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(index)
-        .arg(key)
-        .query_async(&mut conn)
+    on_key::<Option<f64>>(redis, "ZSCORE", index, &[key])
         .await
-        .expect("ZSCORE");
-    score.is_some()
+        .is_some()
 }
 
 /// `PEXPIRETIME` of `key`: Unix ms, -1 without a TTL, -2 when absent.
 pub async fn expires_at(redis: &Redis, key: &str) -> i64 {
-    let mut conn = redis.clone();
-    redis::cmd("PEXPIRETIME")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .expect("PEXPIRETIME")
+    on_key(redis, "PEXPIRETIME", key, &[]).await
 }
 
 /// One login as a task saw it.
@@ -139,7 +121,7 @@ pub async fn logout_race(
                 let mut seen = Vec::new();
                 for _ in 0..per_task {
                     let invoked = Instant::now();
-                    let (id, _) = store.create(login(&user)).await.expect("login");
+                    let (id, _) = store.create(new_session(&user)).await.expect("login");
                     seen.push(Login {
                         id,
                         invoked,
@@ -224,7 +206,7 @@ pub async fn index_stays_bounded(
     for _ in 0..live {
         deadlines.push(
             stores[0]
-                .create(login(user))
+                .create(new_session(user))
                 .await
                 .expect("login")
                 .0
@@ -239,7 +221,7 @@ pub async fn index_stays_bounded(
         tasks.push(tokio::spawn(async move {
             let mut largest = 0;
             for i in 0..per_task {
-                let (id, _) = store.create(login(&user)).await.expect("login");
+                let (id, _) = store.create(new_session(&user)).await.expect("login");
                 assert!(store.destroy(&id).await.expect("logout"), "cycle {i}");
                 if i % 100 == 0 {
                     largest = largest.max(index_len(&raw, &index).await);

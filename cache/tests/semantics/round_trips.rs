@@ -11,8 +11,7 @@ use cache::{
 };
 use localredis::RedisServer;
 
-use super::login;
-use crate::support::{claims, parse_commandstats};
+use crate::support::{claims, new_session, parse_commandstats};
 
 /// What the servers saw: `INFO commandstats` and the round trips (`total_reads_processed`,
 /// `total_writes_processed`), summed over the nodes.
@@ -153,11 +152,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
         window: Duration::from_secs(60),
         algorithm,
     };
-    let endpoints = [
-        ("fixed", Algorithm::FixedWindow),
-        ("sliding", Algorithm::SlidingWindow),
-        ("gcra", Algorithm::Gcra),
-    ];
+    let endpoints = Algorithm::ALL.map(|a| (a.name(), a));
     let rules = endpoints
         .iter()
         .map(|(e, a)| (e.to_string(), rule(*a)))
@@ -175,7 +170,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
 
     // Warm up: the first EVALSHA of each script loads it (NOSCRIPT + SCRIPT LOAD), and the first
     // create anchors the store's estimate of Redis's clock.
-    let (warm, _) = sessions.create(login("rt-warm")).await.unwrap();
+    let (warm, _) = sessions.create(new_session("rt-warm")).await.unwrap();
     sessions.get(&warm).await.unwrap();
     sessions.destroy(&warm).await.unwrap();
     sessions.destroy_all_for_user("rt-warm").await.unwrap();
@@ -189,7 +184,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
     let t = Traffic::now(nodes);
     let mut ids = Vec::new();
     for user in &users {
-        ids.push(sessions.create(login(user)).await.unwrap());
+        ids.push(sessions.create(new_session(user)).await.unwrap());
     }
     assert_one_round_trip_each("session.create", N, &["evalsha"], measure(&t));
     // Reads: far from the deadline (the default 60 min idle, 24 h lifetime) a read is one GETEX;
@@ -209,7 +204,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
     for user in &users {
         near.push(
             capped
-                .create(login(&format!("{user}-capped")))
+                .create(new_session(&format!("{user}-capped")))
                 .await
                 .unwrap()
                 .0,
@@ -239,7 +234,7 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
     }
     assert_one_round_trip_each("session.destroy", N, &["evalsha"], measure(&t));
     for user in &users {
-        sessions.create(login(user)).await.unwrap();
+        sessions.create(new_session(user)).await.unwrap();
     }
     let t = Traffic::now(nodes);
     for user in &users {
