@@ -1,0 +1,210 @@
+//! `loadgen run`: one scenario, start to verdict.
+//!
+//! 1. create the results directory (fail before any load if it cannot be written: exit 2);
+//! 2. open the target (exit 3 if it cannot be used) and note its `INFO`;
+//! 3. calibrate (raw `PING` rate), then seed the keyspace: every account's sessions and token;
+//! 4. run the goose attack with the status tick and the `INFO` sampler alongside;
+//! 5. collect `INFO` again, `MEMORY USAGE` samples and the memory projection, judge, write the
+//!    results, and return the summary.
+//!
+//! Cancellation (Ctrl-C): before the attack it skips it (nothing measured: [`Error::Interrupted`]);
+//! during the attack goose ends it and the results so far are written (exit 130). The throwaway
+//! server is removed on every path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::progress::{Event, Progress};
+use crate::engine::seed::{self, OnFailure};
+use crate::engine::target::{self, Target, TargetSpec};
+use crate::engine::workload::Workload;
+use crate::engine::{attack, capacity, judge, redis_admin, results, sampler};
+use crate::error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, Error, Result};
+use crate::report::run::write_all;
+use crate::report::summary::{
+    RedisReport, RunInfo, SCHEMA_VERSION, ScenarioInfo, SloResult, Summary,
+};
+use crate::scenario::Scenario;
+
+/// Everything `run` needs, resolved at the edge.
+#[derive(Debug)]
+pub struct RunOptions {
+    pub scenario_file: PathBuf,
+    pub scenario: Scenario,
+    pub target: TargetSpec,
+    /// Directory under which the results directory is created.
+    pub out: PathBuf,
+    /// Added inside every operation's measured service time (a controlled slowdown).
+    pub inject_delay: Option<Duration>,
+}
+
+/// A finished run: its summary (also written as `summary.json`) and where its files are.
+pub struct RunOutcome {
+    pub summary: Summary,
+    pub dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// 0 every SLO and invariant held, 1 one failed, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.summary.run.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.summary.slo.passed {
+            EXIT_PASS
+        } else {
+            EXIT_FAIL
+        }
+    }
+}
+
+/// Runs the scenario and writes its results.
+pub async fn run(
+    opts: &RunOptions,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> Result<RunOutcome> {
+    let s = &opts.scenario;
+    let (stamp, started_utc) = results::utc_stamp();
+    let dir = results::create_dir(&opts.out, s.display_name(), &stamp)?;
+    progress.emit(Event::Started {
+        command: "run",
+        scenario: s.display_name().to_string(),
+        file: opts.scenario_file.display().to_string(),
+    });
+    let target = match target::open(&opts.target, &s.redis, progress).await {
+        Ok(t) => t,
+        Err(e) => {
+            results::remove_if_empty(&dir);
+            return Err(e);
+        }
+    };
+    let result = measure(opts, &target, &dir, started_utc, progress, cancel).await;
+    if result.is_err() {
+        results::remove_if_empty(&dir);
+    }
+    target.close().await;
+    result
+}
+
+async fn measure(
+    opts: &RunOptions,
+    target: &Target,
+    dir: &Path,
+    started_utc: String,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> Result<RunOutcome> {
+    let s = &opts.scenario;
+    let redis = &target.redis;
+    let before = redis_admin::info(redis, "all")
+        .await
+        .map_err(|e| Error::redis(format!("INFO on {}", target.url), "INFO", e))?;
+    let redis_version = before.get("redis_version").unwrap_or("unknown").to_string();
+    progress.emit(Event::Target {
+        url: target.url.to_string(),
+        version: redis_version.clone(),
+    });
+
+    let calibration = target::calibrate(redis, Duration::from_secs(1), 200_000).await;
+    progress.emit(Event::Calibrated(calibration.clone()));
+
+    let w = Arc::new(Workload::for_scenario(
+        s,
+        redis,
+        opts.inject_delay,
+        cancel.clone(),
+    )?);
+    let seeded = seed::seed(&w, s.seed, OnFailure::Stop).await.map_err(|e| {
+        Error::redis(
+            format!("seeding the keyspace failed (target {})", target.url),
+            "EVALSHA",
+            e,
+        )
+    })?;
+    progress.emit(Event::Seeded {
+        sessions: seeded.sessions,
+        accounts: seeded.accounts,
+        seconds: seeded.seconds,
+        refused_oom: seeded.oom,
+        other_errors: seeded.other,
+    });
+    if cancel.is_cancelled() {
+        progress.emit(Event::InterruptedBeforeLoad);
+        return Err(Error::Interrupted);
+    }
+
+    let l = &s.load;
+    progress.emit(Event::LoadStarted(l.clone()));
+    let sampler = sampler::Sampler::start(redis.clone());
+    let html = dir.join("report.html");
+    let measured_seconds = attack::measured(&w, l, target.goose_host(), &html, progress).await;
+    let series = sampler.finish().await;
+
+    let after = redis_admin::info(redis, "all").await.unwrap_or_default();
+    let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
+    // Skipped after Ctrl-C: the operator wants out, not more writes.
+    let memory_projection = if cancel.is_cancelled() {
+        None
+    } else {
+        capacity::for_results(redis, s, progress).await
+    };
+    let measured = w.recorder.finish();
+    let invariants = w.invariants.counts();
+    let verdicts = judge::judge(&s.slo, &measured, &invariants, measured_seconds);
+    let passed = verdicts.iter().all(|v| v.passed);
+
+    let before_sel = sampler::selected(&before);
+    let after_sel = sampler::selected(&after);
+    let deltas = after_sel
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "used_memory" | "connected_clients" | "instantaneous_ops_per_sec"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v - before_sel.get(k).copied().unwrap_or(0.0)))
+        .collect();
+
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        scenario: ScenarioInfo::of(s, &opts.scenario_file),
+        config: s.clone(),
+        target: target.info(),
+        run: RunInfo {
+            started_utc,
+            results_dir: dir.display().to_string(),
+            model: if l.rate.is_some() { "open" } else { "closed" },
+            target_rate: l.rate,
+            measured_seconds: (measured_seconds * 1000.0).round() / 1000.0,
+            interrupted: cancel.is_cancelled(),
+            inject_delay_us: opts.inject_delay.map_or(0, |d| d.as_micros() as u64),
+            seeded_sessions: seeded.sessions as usize,
+        },
+        ops: measured.op_stats(&s.mix.weighted_ops(), measured_seconds),
+        invariants,
+        slo: SloResult { passed, verdicts },
+        redis: RedisReport {
+            version: redis_version.clone(),
+            before: before_sel,
+            after: after_sel,
+            deltas,
+            commandstats: after.commandstats_since(&before),
+            bytes_per_key,
+            series,
+        },
+        series: measured.series_report(),
+        errors: measured.errors(),
+        environment: results::environment(redis_version, Some(calibration)),
+        memory_projection,
+    };
+    write_all(dir, &summary, &measured.histograms(), &measured.series)
+        .map_err(|e| Error::write(dir, e))?;
+    Ok(RunOutcome {
+        summary,
+        dir: dir.to_path_buf(),
+    })
+}

@@ -1,0 +1,327 @@
+//! `loadgen sweep`: find the knee — the highest offered load that still meets the SLO.
+//!
+//! ```text
+//! loadgen sweep <scenario.toml> --slo 'p99<2ms' [--slo ...] [--by rate|users] [--start N]
+//!               [--step x1.5|+N|P%] [--max-steps 10] [--refine 2] [--min-gain 3%]
+//!               [--step-duration 5s] [--redis-url URL] [--out DIR] [--set key=value ...]
+//! ```
+//!
+//! One process, one keyspace (seeded once), one goose attack per step
+//! ([`crate::engine::stepper::Stepper`]). Each
+//! step offers more load — an open-model target rate (`--by rate`, the default: latency is
+//! measured from each operation's intended start, so queueing behind a saturated Redis shows) or
+//! more closed-model users (`--by users`) — and is judged against the SLO and the invariants. The
+//! sweep stops when a step breaks the SLO, when throughput stops growing (less than `--min-gain`
+//! over the previous step, and less than half of the offered load's growth, so that small
+//! additive steps are not mistaken for it: the system is saturated and more offered load only
+//! queues), or after `--max-steps`. Between the last passing and the first failing rate it then
+//! bisects `--refine` times, so the knee is known to better than one step.
+//!
+//! Results: `results/sweep-<scenario>-<UTC>/` with `sweep.json` (schema-versioned: every step,
+//! the knee, why it stopped, the memory projection), `sweep.md` and `sweep.svg`
+//! ([`crate::report::sweep`]).
+//! Exit 0 when some step met the SLO, 1 when none did, 2 usage, 3 target, 130 Ctrl-C.
+
+mod plan;
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+pub use plan::{Plan, StepRule, SweepFlags};
+
+use crate::engine::progress::{Event, Progress};
+use crate::engine::seed::{self, OnFailure};
+use crate::engine::stepper::Stepper;
+use crate::engine::target::{self, Target, TargetSpec};
+use crate::engine::{capacity, judge, redis_admin, results};
+use crate::error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, Error, Result};
+use crate::report::summary::ScenarioInfo;
+use crate::report::sweep::{Knee, SCHEMA_VERSION, StepRow, SweepReport, write_all};
+use crate::scenario::{Scenario, Slo, TimeKind};
+
+/// Everything `sweep` needs, resolved at the edge.
+#[derive(Debug)]
+pub struct SweepOptions {
+    pub scenario_file: PathBuf,
+    pub scenario: Scenario,
+    pub target: TargetSpec,
+    pub out: PathBuf,
+    pub plan: Plan,
+}
+
+/// A finished sweep: its report (also written as `sweep.json`) and where its files are.
+pub struct SweepOutcome {
+    pub report: SweepReport,
+    pub dir: PathBuf,
+}
+
+impl SweepOutcome {
+    /// 0 a knee was found, 1 none, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.report.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.report.knee.is_some() {
+            EXIT_PASS
+        } else {
+            EXIT_FAIL
+        }
+    }
+}
+
+fn slo_lines(slo: &Slo) -> Vec<String> {
+    let mut out: Vec<String> = slo
+        .latency
+        .iter()
+        .map(|l| {
+            let kind = match l.time {
+                TimeKind::Response => "response",
+                TimeKind::Service => "service",
+            };
+            format!("{} p{} {kind} time ≤ {}", l.op, l.percentile, l.max)
+        })
+        .collect();
+    if let Some(e) = slo.max_error_rate {
+        out.push(format!("error rate ≤ {}%", e * 100.0));
+    }
+    out
+}
+
+/// `loadgen sweep`.
+pub async fn run(
+    opts: &SweepOptions,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> Result<SweepOutcome> {
+    let s = &opts.scenario;
+    let (stamp, started_utc) = results::utc_stamp();
+    let dir = results::create_dir(&opts.out, &format!("sweep-{}", s.display_name()), &stamp)?;
+    progress.emit(Event::Started {
+        command: "sweep",
+        scenario: s.display_name().to_string(),
+        file: opts.scenario_file.display().to_string(),
+    });
+    let target = match target::open(&opts.target, &s.redis, progress).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let result = sweep(opts, &target, &dir, started_utc, progress, cancel).await;
+    target.close().await;
+    result
+}
+
+/// What the stepping found.
+struct Stepped {
+    rows: Vec<StepRow>,
+    stopped: String,
+}
+
+async fn sweep(
+    opts: &SweepOptions,
+    target: &Target,
+    dir: &Path,
+    started_utc: String,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> Result<SweepOutcome> {
+    let (s, plan) = (&opts.scenario, &opts.plan);
+    let info = redis_admin::info(&target.redis, "server")
+        .await
+        .map_err(|e| Error::redis(format!("INFO on {}", target.url), "INFO", e))?;
+    let version = info.get("redis_version").unwrap_or("unknown").to_string();
+    progress.emit(Event::Target {
+        url: target.url.to_string(),
+        version: version.clone(),
+    });
+    let mut stepper = Stepper::new(target, s, cancel.clone(), progress.clone())?;
+    let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Stop)
+        .await
+        .map_err(|e| {
+            Error::redis(
+                format!("seeding the keyspace failed (target {})", target.url),
+                "EVALSHA",
+                e,
+            )
+        })?;
+    progress.emit(Event::Seeded {
+        sessions: seeded.sessions,
+        accounts: seeded.accounts,
+        seconds: seeded.seconds,
+        refused_oom: seeded.oom,
+        other_errors: seeded.other,
+    });
+    progress.note(format!(
+        "stepping {} from {}",
+        if plan.by_users { "users" } else { "ops/s" },
+        plan.start
+    ));
+    let goose_dir = results::create_subdir(dir, "goose")?;
+    let Stepped { rows, stopped } =
+        step_to_the_knee(&mut stepper, plan, &goose_dir, progress, &cancel).await?;
+    let knee = rows
+        .iter()
+        .filter(|r| r.passed)
+        .max_by(|a, b| a.offered.total_cmp(&b.offered))
+        .map(|r| Knee {
+            offered: r.offered,
+            achieved: r.achieved,
+            p50_us: r.p50_us,
+            p99_us: r.p99_us,
+            step: r.index,
+        });
+    let memory_projection = if cancel.is_cancelled() {
+        None
+    } else {
+        capacity::for_results(&target.redis, s, progress).await
+    };
+    let report = SweepReport {
+        schema_version: SCHEMA_VERSION,
+        scenario: ScenarioInfo::of(s, &opts.scenario_file),
+        target: target.info(),
+        started_utc,
+        results_dir: dir.display().to_string(),
+        by: if plan.by_users { "users" } else { "rate" }.into(),
+        slo: slo_lines(&plan.slo),
+        step_rule: plan.rule.describe(),
+        min_gain: plan.min_gain,
+        step_duration: plan.base.duration.to_string(),
+        warmup: plan.base.warmup.to_string(),
+        steps: rows,
+        knee,
+        stopped_because: stopped,
+        interrupted: cancel.is_cancelled(),
+        memory_projection,
+        environment: results::environment(version, None),
+    };
+    write_all(dir, &report).map_err(|e| Error::write(dir, e))?;
+    Ok(SweepOutcome {
+        report,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Steps the offered load up until the SLO breaks, throughput stops growing or `--max-steps`,
+/// then bisects between the last passing and the first failing load `--refine` times.
+async fn step_to_the_knee(
+    stepper: &mut Stepper<'_>,
+    plan: &Plan,
+    goose_dir: &Path,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Stepped> {
+    let mut rows: Vec<StepRow> = Vec::new();
+    let mut offered = plan.start;
+    let mut last_pass: Option<f64> = None;
+    let mut first_fail: Option<f64> = None;
+    // (offered, achieved) of the last passing step.
+    let mut prev: Option<(f64, f64)> = None;
+    let mut stopped = format!("reached --max-steps {}", plan.max_steps);
+    for _ in 0..plan.max_steps {
+        let passed = run_step(
+            stepper, plan, goose_dir, offered, "step", &mut rows, progress,
+        )
+        .await?;
+        if cancel.is_cancelled() {
+            stopped = "interrupted (Ctrl-C)".into();
+            break;
+        }
+        let achieved = rows.last().map_or(0.0, |r| r.achieved);
+        if !passed {
+            first_fail = Some(offered);
+            stopped = format!("the SLO broke at {}", plan.describe(offered));
+            break;
+        }
+        last_pass = Some(offered);
+        // Saturated: throughput grew by less than --min-gain, and by less than half of what the
+        // offered load grew (so small additive steps at a high rate are not mistaken for it).
+        if let Some((prev_offered, prev_achieved)) = prev {
+            let gain = achieved / prev_achieved.max(1e-9) - 1.0;
+            let offered_gain = offered / prev_offered - 1.0;
+            if gain < plan.min_gain.min(offered_gain / 2.0) {
+                stopped = format!(
+                    "throughput stopped growing: {achieved:.0} ops/s after {prev_achieved:.0} ops/s (+{:.1} % for +{:.0} % offered; --min-gain {:.0} %)",
+                    gain * 100.0,
+                    offered_gain * 100.0,
+                    plan.min_gain * 100.0
+                );
+                break;
+            }
+        }
+        prev = Some((offered, achieved));
+        offered = plan.next(offered);
+    }
+    if let (Some(mut pass), Some(mut fail)) = (last_pass, first_fail) {
+        for _ in 0..plan.refine {
+            let mid = if plan.by_users {
+                ((pass + fail) / 2.0).round()
+            } else {
+                (pass + fail) / 2.0
+            };
+            if cancel.is_cancelled() || mid <= pass || mid >= fail || (fail - pass) / fail < 0.02 {
+                break;
+            }
+            if run_step(stepper, plan, goose_dir, mid, "refine", &mut rows, progress).await? {
+                pass = mid;
+            } else {
+                fail = mid;
+            }
+        }
+    }
+    Ok(Stepped { rows, stopped })
+}
+
+/// Runs one step at `offered`, judges it, appends its row; returns whether it passed.
+async fn run_step(
+    stepper: &mut Stepper<'_>,
+    plan: &Plan,
+    goose_dir: &Path,
+    offered: f64,
+    phase: &'static str,
+    rows: &mut Vec<StepRow>,
+    progress: &Progress,
+) -> Result<bool> {
+    let load = plan.load_for(offered);
+    let index = rows.len() + 1;
+    progress.emit(Event::StepStarted {
+        index,
+        phase,
+        offered: plan.describe(offered),
+    });
+    let html = goose_dir.join(format!("step-{index:02}.html"));
+    let out = stepper.step(&load, &html).await?;
+    let verdicts = judge::judge(&plan.slo, &out.measured, &out.invariants, out.seconds);
+    let failed: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| format!("{} {} (bound {})", v.name, v.observed, v.bound))
+        .collect();
+    let Some(all) = out.ops.get("all") else {
+        return Err(Error::Broken("the step produced no totals".into()));
+    };
+    let r = &all.response;
+    let row = StepRow {
+        index,
+        phase,
+        offered,
+        users: load.users,
+        target_rate: load.rate,
+        achieved: all.throughput,
+        count: all.count,
+        errors: all.errors,
+        p50_us: r.p50_us,
+        p99_us: r.p99_us,
+        p99_9_us: r.p99_9_us,
+        max_us: r.max_us,
+        invariant_violations: out.invariants.violations(),
+        evicted_keys: out.redis.evicted_keys,
+        passed: failed.is_empty(),
+        failed,
+    };
+    progress.emit(Event::StepDone(row.clone()));
+    let passed = row.passed;
+    rows.push(row);
+    Ok(passed)
+}
