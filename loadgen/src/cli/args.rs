@@ -13,13 +13,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Load-test a Redis deployment with an OAuth server's sessions, token cache and rate limits"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a scenario and write results/<scenario>-<UTC time>/
     Run(RunArgs),
     /// Diagnose a Redis deployment: reachability, node states, and an audit of its settings
@@ -41,21 +41,21 @@ pub enum Command {
 
 /// Text for people or JSON for scripts.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 /// `compare`'s output: Markdown for a pull-request comment, or JSON.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompareFormat {
+pub(crate) enum CompareFormat {
     Md,
     Json,
 }
 
 /// What a sweep steps.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum By {
+pub(crate) enum By {
     /// The open-model target rate (ops/s).
     Rate,
     /// The number of closed-model users.
@@ -64,101 +64,101 @@ pub enum By {
 
 /// The flags every scenario command shares: where to run, scenario overrides, TLS trust.
 #[derive(Args, Debug, Clone)]
-pub struct ScenarioFlags {
+pub(crate) struct ScenarioFlags {
     /// Redis to use (any REDIS_URL form). Overrides REDIS_URL. With neither, loadgen starts
     /// throwaway redis-servers on free loopback ports and removes them at the end.
     #[arg(long, value_name = "URL")]
-    pub redis_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
     /// Override any scenario value by its dotted path (repeatable), e.g. --set keyspace.users=1000
     /// --set slo.latency.0.max=2ms
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
     /// PEM bundle of CA certificates to trust for rediss:// (a private CA)
     #[arg(long, value_name = "PEM")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Scenario file (TOML), e.g. scenarios/load/smoke.toml
-    pub scenario: PathBuf,
+    pub(crate) scenario: PathBuf,
     /// Concurrent users (load.users)
     #[arg(long, value_name = "N")]
-    pub users: Option<u32>,
+    pub(crate) users: Option<u32>,
     /// Measured duration after ramp and warm-up (load.duration), e.g. 60s
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub duration: Option<String>,
+    pub(crate) duration: Option<String>,
     /// Target operations per second across all users: open model (load.rate)
     #[arg(long, value_name = "OPS_PER_S")]
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Directory under which the results directory is created
     #[arg(long, value_name = "DIR", default_value = "results")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Print the resolved configuration (secrets redacted) and exit
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Add this delay inside every operation's measured service time (a controlled slowdown, to
     /// prove that a regression gate catches one). Timer resolution is about 1 ms.
     #[arg(long, value_name = "DURATION")]
-    pub inject_delay: Option<String>,
+    pub(crate) inject_delay: Option<String>,
     #[command(flatten)]
-    pub target: ScenarioFlags,
+    pub(crate) target: ScenarioFlags,
 }
 
 #[derive(Args, Debug)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Redis to diagnose (any REDIS_URL form). Overrides REDIS_URL; one of the two is required.
     #[arg(long, value_name = "URL")]
-    pub redis_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
     /// Output format
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// PEM file of CA certificates to trust for rediss:// (a private CA)
     #[arg(long, value_name = "PEM")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// BASELINE then CURRENT (each a results directory, its summary.json, or a directory of
     /// results directories = repetitions). With --baseline, every path here is a current run.
     #[arg(value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// Baseline run(s); repeat for repetitions
     #[arg(long, value_name = "PATH")]
-    pub baseline: Vec<PathBuf>,
+    pub(crate) baseline: Vec<PathBuf>,
     /// Current run(s); repeat for repetitions
     #[arg(long, value_name = "PATH")]
-    pub current: Vec<PathBuf>,
+    pub(crate) current: Vec<PathBuf>,
     /// A metric regresses when its whole 95% CI is beyond this change in the bad direction:
     /// "10%" or "0.10"
     #[arg(long, value_name = "PERCENT", default_value = "10%")]
-    pub max_regression: String,
+    pub(crate) max_regression: String,
     /// Output: md (a pull-request comment) or json
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = CompareFormat::Md)]
-    pub format: CompareFormat,
+    pub(crate) format: CompareFormat,
     /// Divide throughput (and multiply latency) by each side's calibration figure (raw PING/s
     /// measured at the start of each run, averaged over the side), so a baseline from another
     /// machine is usable
     #[arg(long)]
-    pub normalize: bool,
+    pub(crate) normalize: bool,
 }
 
 #[derive(Args, Debug)]
-pub struct SweepArgs {
+pub(crate) struct SweepArgs {
     /// Scenario file (TOML): its mix, keyspace and users; the load is stepped
-    pub scenario: PathBuf,
+    pub(crate) scenario: PathBuf,
     /// SLO every step must meet, e.g. 'p99<2ms', 'page_view:p99.9<=10ms', 'service:p99<1ms',
     /// 'errors<0.1%' (repeatable; response time unless `service:`). Default: the scenario's
     /// `[slo]` latency bounds and error rate.
     #[arg(long, value_name = "BOUND")]
-    pub slo: Vec<String>,
+    pub(crate) slo: Vec<String>,
     /// What to step
     #[arg(long, value_name = "WHAT", value_enum, default_value_t = By::Rate)]
-    pub by: By,
+    pub(crate) by: By,
     /// First step's offered load. Default: the scenario's load.rate (or 1000) / load.users
     #[arg(long, value_name = "N")]
-    pub start: Option<f64>,
+    pub(crate) start: Option<f64>,
     /// Growth per step: +N (add), xF (multiply) or P% (grow by P percent)
     #[arg(
         long,
@@ -166,17 +166,17 @@ pub struct SweepArgs {
         default_value = "x1.5",
         allow_hyphen_values = true
     )]
-    pub step: String,
+    pub(crate) step: String,
     /// Most steps before the refinement
     #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_steps: u32,
+    pub(crate) max_steps: u32,
     /// Bisection steps between the last passing and the first failing load
     #[arg(long, value_name = "N", default_value_t = 2)]
-    pub refine: u32,
+    pub(crate) refine: u32,
     /// Stop when throughput grows by less than this over the previous step (saturation), or
     /// by less than half the offered load's growth, whichever is smaller
     #[arg(long, value_name = "PERCENT", default_value = "3%")]
-    pub min_gain: String,
+    pub(crate) min_gain: String,
     /// Measured time per step (after the scenario's warm-up)
     #[arg(
         long,
@@ -184,60 +184,60 @@ pub struct SweepArgs {
         default_value = "5s",
         allow_hyphen_values = true
     )]
-    pub step_duration: String,
+    pub(crate) step_duration: String,
     /// Users for the open model (load.users): enough to send the highest rate
     #[arg(long, value_name = "N")]
-    pub users: Option<u32>,
+    pub(crate) users: Option<u32>,
     /// Directory under which the results directory is created
     #[arg(long, value_name = "DIR", default_value = "results")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     #[command(flatten)]
-    pub target: ScenarioFlags,
+    pub(crate) target: ScenarioFlags,
 }
 
 #[derive(Args, Debug)]
-pub struct CapacityArgs {
+pub(crate) struct CapacityArgs {
     /// Scenario file (TOML): its keyspace (payload sizes, sessions per user, IPs, endpoints) is
     /// what is measured and projected
-    pub scenario: PathBuf,
+    pub(crate) scenario: PathBuf,
     /// maxmemory to project for, e.g. 256mb. Default: the target's (CONFIG GET), else the
     /// scenario's [redis] maxmemory.
     #[arg(long, value_name = "SIZE")]
-    pub maxmemory: Option<String>,
+    pub(crate) maxmemory: Option<String>,
     /// Share of maxmemory kept free (plus the replication backlog), e.g. 10% or 0.1
     #[arg(long, value_name = "PERCENT", default_value = "10%")]
-    pub headroom: String,
+    pub(crate) headroom: String,
     /// Items written per kind for the measurement
     #[arg(long, value_name = "N", default_value_t = crate::engine::capacity::DEFAULT_SAMPLES)]
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Output format
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
     // Without a URL the measurement runs on a throwaway server with no maxmemory; the limit is
     // projected.
     #[command(flatten)]
-    pub target: ScenarioFlags,
+    pub(crate) target: ScenarioFlags,
 }
 
 #[derive(Args, Debug)]
-pub struct EvictArgs {
+pub(crate) struct EvictArgs {
     /// Scenario file (TOML): its keyspace should need more memory than --maxmemory
-    pub scenario: PathBuf,
+    pub(crate) scenario: PathBuf,
     /// Comma-separated eviction policies, each run on its own throwaway server
     /// [default: noeviction,allkeys-lru,allkeys-lfu,volatile-lru,volatile-ttl]
     #[arg(long, value_name = "LIST")]
-    pub policies: Option<String>,
+    pub(crate) policies: Option<String>,
     /// maxmemory of the throwaway servers, e.g. 16mb. Default: the scenario's [redis] maxmemory
     #[arg(long, value_name = "SIZE")]
-    pub maxmemory: Option<String>,
+    pub(crate) maxmemory: Option<String>,
     /// Measured load per policy (load.duration), e.g. 10s
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub duration: Option<String>,
+    pub(crate) duration: Option<String>,
     /// Directory under which the results directory is created
     #[arg(long, value_name = "DIR", default_value = "results")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     // With --redis-url (or REDIS_URL), the target is tested once, with its own policy and
     // maxmemory, instead of throwaway servers.
     #[command(flatten)]
-    pub target: ScenarioFlags,
+    pub(crate) target: ScenarioFlags,
 }

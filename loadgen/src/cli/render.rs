@@ -14,10 +14,10 @@ use crate::report::summary::Summary;
 use crate::report::sweep::row_line;
 
 /// Without a terminal, one status line every this many seconds.
-pub const PLAIN_EVERY: u64 = 5;
+pub(crate) const PLAIN_EVERY: u64 = 5;
 
 /// A [`Progress`] that renders every event on stderr.
-pub fn stderr_progress() -> Progress {
+pub(crate) fn stderr_progress() -> Progress {
     let tty = std::io::stderr().is_terminal();
     let ticks = AtomicU64::new(0);
     Progress::new(move |e| {
@@ -132,24 +132,24 @@ fn line(e: &Event) -> Option<String> {
 }
 
 /// `loadgen run`'s console summary and where its results are (stdout).
-pub fn run_summary(summary: &Summary, dir: &std::path::Path) {
+pub(crate) fn run_summary(summary: &Summary, dir: &std::path::Path) {
     print!("{}", console(summary));
     results_line(dir);
 }
 
 /// Text for stdout, as is.
-pub fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     print!("{text}");
 }
 
 /// The last line of every command that writes a results directory (scripts read it).
-pub fn results_line(dir: &std::path::Path) {
+pub(crate) fn results_line(dir: &std::path::Path) {
     println!("results: {}", dir.display());
 }
 
 /// An error on stderr, one `error:` per line, and its exit code. An interruption was already
 /// announced by the Ctrl-C handler.
-pub fn error(e: &Error) -> i32 {
+pub(crate) fn error(e: &Error) -> i32 {
     let code = e.exit_code();
     if code != EXIT_INTERRUPTED {
         eprintln!("error: {}", e.to_string().replace('\n', "\nerror: "));
@@ -158,18 +158,18 @@ pub fn error(e: &Error) -> i32 {
 }
 
 /// clap's own message for a bad command line (or its help), and the exit code.
-pub fn clap_error(e: &clap::Error) -> i32 {
+pub(crate) fn clap_error(e: &clap::Error) -> i32 {
     let _ = e.print();
     if e.use_stderr() { 2 } else { 0 }
 }
 
 /// A goose log record (warnings and above), on stderr.
-pub fn goose_log(level: log::Level, message: &std::fmt::Arguments<'_>) {
+pub(crate) fn goose_log(level: log::Level, message: &std::fmt::Arguments<'_>) {
     eprintln!("goose {}: {message}", level.as_str().to_lowercase());
 }
 
 /// What the Ctrl-C handler says.
-pub fn interrupt_notice(second: bool) {
+pub(crate) fn interrupt_notice(second: bool) {
     if second {
         eprintln!("\nsecond Ctrl-C: exiting now");
     } else {

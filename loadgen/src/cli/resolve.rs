@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::scenario::{self, Override, Scenario, parse_size};
 
 /// `REDIS_URL` as the process found it (empty counts as unset).
-pub type EnvUrl = Option<String>;
+pub(crate) type EnvUrl = Option<String>;
 
 /// `--redis-url` beats `REDIS_URL`; with neither, `None` (a throwaway server).
 fn parse_url(flag: Option<&str>, env: &EnvUrl) -> Result<Option<RedisUrl>> {
@@ -60,7 +60,7 @@ fn load(file: &Path, sets: &[String], overrides: &[Override]) -> Result<Scenario
 }
 
 /// `loadgen run`: options, and whether this is a dry run.
-pub fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
+pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
     let mut overrides = Vec::new();
     if let Some(u) = a.users {
         overrides.push(Override::Users(u));
@@ -94,7 +94,7 @@ pub fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
 }
 
 /// The configuration `--dry-run` prints: everything resolved, the URL redacted.
-pub fn dry_run_json(o: &RunOptions, tls_ca: Option<&Path>) -> String {
+pub(crate) fn dry_run_json(o: &RunOptions, tls_ca: Option<&Path>) -> String {
     let target = match &o.target.url {
         Some(u) => json!({ "url": u.to_string(), "throwaway": false }),
         None => json!({
@@ -116,7 +116,7 @@ pub fn dry_run_json(o: &RunOptions, tls_ca: Option<&Path>) -> String {
 }
 
 /// `loadgen sweep`.
-pub fn sweep(a: &SweepArgs, env: &EnvUrl) -> Result<SweepOptions> {
+pub(crate) fn sweep(a: &SweepArgs, env: &EnvUrl) -> Result<SweepOptions> {
     let scenario = load(&a.scenario, &a.target.set, &[])?;
     let flags = SweepFlags {
         by_users: a.by == By::Users,
@@ -145,7 +145,7 @@ pub fn sweep(a: &SweepArgs, env: &EnvUrl) -> Result<SweepOptions> {
 }
 
 /// `loadgen capacity`.
-pub fn capacity(a: &CapacityArgs, env: &EnvUrl) -> Result<CapacityOptions> {
+pub(crate) fn capacity(a: &CapacityArgs, env: &EnvUrl) -> Result<CapacityOptions> {
     let headroom = values::parse_fraction("--headroom", &a.headroom).map_err(Error::Usage)?;
     let maxmemory = a
         .maxmemory
@@ -171,7 +171,7 @@ pub fn capacity(a: &CapacityArgs, env: &EnvUrl) -> Result<CapacityOptions> {
 
 /// `loadgen evict`: the scenario once per policy, so each policy name and the maxmemory are
 /// checked by the scenario's own validation (same list, same messages) and blamed on the flag.
-pub fn evict(a: &EvictArgs, env: &EnvUrl) -> Result<EvictOptions> {
+pub(crate) fn evict(a: &EvictArgs, env: &EnvUrl) -> Result<EvictOptions> {
     let mut overrides = Vec::new();
     if let Some(d) = &a.duration {
         overrides.push(Override::Duration(
@@ -222,7 +222,7 @@ pub fn evict(a: &EvictArgs, env: &EnvUrl) -> Result<EvictOptions> {
 }
 
 /// `loadgen compare`: which paths are the baseline and which the current runs.
-pub fn compare(a: &CompareArgs) -> Result<CompareOptions> {
+pub(crate) fn compare(a: &CompareArgs) -> Result<CompareOptions> {
     let threshold = values::parse_threshold(&a.max_regression).map_err(Error::Usage)?;
     let mut baseline: Vec<PathBuf> = a.baseline.clone();
     let mut current: Vec<PathBuf> = a.current.clone();
@@ -259,7 +259,7 @@ pub fn compare(a: &CompareArgs) -> Result<CompareOptions> {
 }
 
 /// `loadgen doctor`: a URL is required (there is nothing to diagnose on a throwaway server).
-pub fn doctor(a: &DoctorArgs, env: &EnvUrl) -> Result<DoctorOptions> {
+pub(crate) fn doctor(a: &DoctorArgs, env: &EnvUrl) -> Result<DoctorOptions> {
     let url = parse_url(a.redis_url.as_deref(), env)?.ok_or_else(|| {
         Error::usage("loadgen doctor needs a target: pass --redis-url URL or set REDIS_URL")
     })?;

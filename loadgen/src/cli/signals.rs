@@ -18,7 +18,7 @@ use super::render;
 use crate::error::EXIT_INTERRUPTED;
 
 /// Installs the Ctrl-C handler for `cancel` (once per process; later calls keep the first).
-pub fn cancel_on_ctrl_c(cancel: CancellationToken) {
+pub(crate) fn cancel_on_ctrl_c(cancel: CancellationToken) {
     static PRESSED: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(move || {
         if PRESSED.swap(true, Ordering::Relaxed) {
@@ -45,7 +45,7 @@ impl log::Log for GooseLog {
 }
 
 /// Routes goose's log (warnings and above) to stderr.
-pub fn route_goose_log() {
+pub(crate) fn route_goose_log() {
     static LOG: GooseLog = GooseLog;
     if log::set_logger(&LOG).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);

@@ -30,7 +30,7 @@ fn bad_slo(raw: &str, why: &str) -> String {
 }
 
 /// Parses every `--slo` into one [`Slo`].
-pub fn parse_slos(raws: &[String]) -> Result<Slo, String> {
+pub(crate) fn parse_slos(raws: &[String]) -> Result<Slo, String> {
     let mut slo = Slo::default();
     for raw in raws {
         let (lhs, rhs) = match raw.split_once("<=") {
@@ -97,7 +97,7 @@ fn parse_rate(raw: &str) -> Result<f64, String> {
 const STEP_EXPECTED: &str = "expected +N (add N each step, e.g. +500), xF (multiply, e.g. x1.5) or P% (grow by P percent, e.g. 25%)";
 
 /// `--step`: `+N`, `xF` or `P%`.
-pub fn parse_step_rule(raw: &str) -> Result<StepRule, String> {
+pub(crate) fn parse_step_rule(raw: &str) -> Result<StepRule, String> {
     let t = raw.trim();
     let bad = |why: &str| format!("--step `{raw}`: {why}: {STEP_EXPECTED}");
     let num = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
@@ -127,7 +127,7 @@ pub fn parse_step_rule(raw: &str) -> Result<StepRule, String> {
 }
 
 /// A duration flag (`flag` names it in errors): `500ms`, `10s`, `2m`.
-pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(flag: &str, raw: &str) -> Result<Duration, String> {
     if raw.trim_start().starts_with('-') {
         return Err(format!(
             "{flag} `{raw}` is negative: expected a duration like \"5s\" or \"1m\", greater than zero"
@@ -138,7 +138,7 @@ pub fn parse_duration(flag: &str, raw: &str) -> Result<Duration, String> {
 }
 
 /// A duration flag of at least one second.
-pub fn parse_duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
     let d = parse_duration(flag, raw)?;
     if d < Duration::from_secs(1) {
         return Err(format!(
@@ -150,7 +150,7 @@ pub fn parse_duration_flag(flag: &str, raw: &str) -> Result<Duration, String> {
 
 /// A share written as a percentage or a fraction, `10%` or `0.1`, from 0 up to (not including)
 /// 0.95 (`--headroom`, `--min-gain`).
-pub fn parse_fraction(flag: &str, raw: &str) -> Result<f64, String> {
+pub(crate) fn parse_fraction(flag: &str, raw: &str) -> Result<f64, String> {
     let t = raw.trim();
     let v = match t.strip_suffix('%') {
         Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
@@ -168,7 +168,7 @@ pub fn parse_fraction(flag: &str, raw: &str) -> Result<f64, String> {
 }
 
 /// `--max-regression`: "10%", "2.5 %" or "0.10", strictly between 0 and 1.
-pub fn parse_threshold(raw: &str) -> Result<f64, String> {
+pub(crate) fn parse_threshold(raw: &str) -> Result<f64, String> {
     let s = raw.trim();
     let (num, percent) = match s.strip_suffix('%') {
         Some(n) => (n.trim(), true),

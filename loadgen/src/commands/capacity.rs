@@ -23,27 +23,27 @@ use crate::scenario::{Scenario, parse_size};
 
 /// Everything `capacity` needs, resolved at the edge.
 #[derive(Debug)]
-pub struct CapacityOptions {
-    pub scenario_file: PathBuf,
-    pub scenario: Scenario,
-    pub target: TargetSpec,
+pub(crate) struct CapacityOptions {
+    pub(crate) scenario_file: PathBuf,
+    pub(crate) scenario: Scenario,
+    pub(crate) target: TargetSpec,
     /// `--maxmemory`, bytes.
-    pub maxmemory: Option<u64>,
+    pub(crate) maxmemory: Option<u64>,
     /// Share of `maxmemory` kept free, 0–0.95.
-    pub headroom: f64,
+    pub(crate) headroom: f64,
     /// Items written per kind.
-    pub samples: usize,
+    pub(crate) samples: usize,
 }
 
 /// The measurement and projection, and the (redacted) target it was measured on.
-pub struct CapacityOutcome {
-    pub report: CapacityReport,
-    pub target: String,
+pub(crate) struct CapacityOutcome {
+    pub(crate) report: CapacityReport,
+    pub(crate) target: String,
 }
 
 impl CapacityOutcome {
     /// 1 when a `maxmemory` is known and the scenario's keyspace does not fit in it.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match &self.report.projection {
             Some(p) if p.scenario_fits_times < 1.0 => EXIT_FAIL,
             _ => EXIT_PASS,
@@ -52,7 +52,7 @@ impl CapacityOutcome {
 }
 
 /// `loadgen capacity`.
-pub async fn run(opts: &CapacityOptions, progress: &Progress) -> Result<CapacityOutcome> {
+pub(crate) async fn run(opts: &CapacityOptions, progress: &Progress) -> Result<CapacityOutcome> {
     let s = &opts.scenario;
     progress.emit(Event::Started {
         command: "capacity",

@@ -49,35 +49,36 @@ use crate::report::summary::ScenarioInfo;
 use crate::scenario::{Scenario, parse_size};
 
 /// The default matrix: the policies an operator actually chooses between.
-pub const DEFAULT_POLICIES: &str = "noeviction,allkeys-lru,allkeys-lfu,volatile-lru,volatile-ttl";
+pub(crate) const DEFAULT_POLICIES: &str =
+    "noeviction,allkeys-lru,allkeys-lfu,volatile-lru,volatile-ttl";
 
 /// One policy to run: its scenario (with `[redis]` set for a throwaway server) and label.
 #[derive(Debug)]
-pub struct Case {
-    pub policy: String,
-    pub scenario: Scenario,
+pub(crate) struct Case {
+    pub(crate) policy: String,
+    pub(crate) scenario: Scenario,
 }
 
 /// Everything `evict` needs, resolved at the edge: one [`Case`] per policy on throwaway servers,
 /// or one case (`target's own`) against a URL.
 #[derive(Debug)]
-pub struct EvictOptions {
-    pub scenario_file: PathBuf,
-    pub scenario: Scenario,
-    pub target: TargetSpec,
-    pub out: PathBuf,
-    pub cases: Vec<Case>,
+pub(crate) struct EvictOptions {
+    pub(crate) scenario_file: PathBuf,
+    pub(crate) scenario: Scenario,
+    pub(crate) target: TargetSpec,
+    pub(crate) out: PathBuf,
+    pub(crate) cases: Vec<Case>,
 }
 
 /// A finished matrix: its report (also written as `evict.json`) and where its files are.
-pub struct EvictOutcome {
-    pub report: EvictReport,
-    pub dir: PathBuf,
+pub(crate) struct EvictOutcome {
+    pub(crate) report: EvictReport,
+    pub(crate) dir: PathBuf,
 }
 
 impl EvictOutcome {
     /// 0 every policy SAFE, 1 one UNSAFE, 130 interrupted.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.report.interrupted {
             EXIT_INTERRUPTED
         } else if self.report.all_safe {
@@ -89,7 +90,7 @@ impl EvictOutcome {
 }
 
 /// `loadgen evict`.
-pub async fn run(
+pub(crate) async fn run(
     opts: &EvictOptions,
     progress: &Progress,
     cancel: CancellationToken,

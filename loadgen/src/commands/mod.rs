@@ -15,9 +15,9 @@
 //! | [`compare`] | did this change make us slower (the CI regression gate)? |
 //! | [`doctor`] | can we reach it, and is it configured for sessions and rate limits? |
 
-pub mod capacity;
-pub mod compare;
-pub mod doctor;
-pub mod evict;
-pub mod run;
-pub mod sweep;
+pub(crate) mod capacity;
+pub(crate) mod compare;
+pub(crate) mod doctor;
+pub(crate) mod evict;
+pub(crate) mod run;
+pub(crate) mod sweep;

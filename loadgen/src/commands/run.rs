@@ -31,25 +31,25 @@ use crate::scenario::Scenario;
 
 /// Everything `run` needs, resolved at the edge.
 #[derive(Debug)]
-pub struct RunOptions {
-    pub scenario_file: PathBuf,
-    pub scenario: Scenario,
-    pub target: TargetSpec,
+pub(crate) struct RunOptions {
+    pub(crate) scenario_file: PathBuf,
+    pub(crate) scenario: Scenario,
+    pub(crate) target: TargetSpec,
     /// Directory under which the results directory is created.
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Added inside every operation's measured service time (a controlled slowdown).
-    pub inject_delay: Option<Duration>,
+    pub(crate) inject_delay: Option<Duration>,
 }
 
 /// A finished run: its summary (also written as `summary.json`) and where its files are.
-pub struct RunOutcome {
-    pub summary: Summary,
-    pub dir: PathBuf,
+pub(crate) struct RunOutcome {
+    pub(crate) summary: Summary,
+    pub(crate) dir: PathBuf,
 }
 
 impl RunOutcome {
     /// 0 every SLO and invariant held, 1 one failed, 130 interrupted.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.summary.run.interrupted {
             EXIT_INTERRUPTED
         } else if self.summary.slo.passed {
@@ -61,7 +61,7 @@ impl RunOutcome {
 }
 
 /// Runs the scenario and writes its results.
-pub async fn run(
+pub(crate) async fn run(
     opts: &RunOptions,
     progress: &Progress,
     cancel: CancellationToken,

@@ -27,7 +27,7 @@ use crate::scenario::Load;
 /// Runs one attack of `load` on `w` with the status tick (goose's HTML report goes to
 /// `report_html`); returns how many seconds of the measured window it covered. A goose error is
 /// reported as a warning: what was measured until then still counts.
-pub async fn measured(
+pub(crate) async fn measured(
     w: &Arc<Workload>,
     load: &Load,
     host: String,
@@ -71,18 +71,18 @@ fn trip_on_cancel(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
 }
 
 /// How goose should run the attack.
-pub struct AttackSettings {
+pub(crate) struct AttackSettings {
     /// Absolute URL goose requires; never contains credentials.
-    pub host: String,
-    pub users: u32,
-    pub ramp: f64,
+    pub(crate) host: String,
+    pub(crate) users: u32,
+    pub(crate) ramp: f64,
     /// Seconds goose runs after all users started (warm-up + duration, rounded up, + 1 s).
-    pub run_time_secs: u64,
-    pub report_html: String,
+    pub(crate) run_time_secs: u64,
+    pub(crate) report_html: String,
 }
 
 /// Runs the goose attack to completion (or until the killswitch trips).
-pub async fn attack(w: Arc<Workload>, s: AttackSettings) -> Result<GooseMetrics, String> {
+pub(crate) async fn attack(w: Arc<Workload>, s: AttackSettings) -> Result<GooseMetrics, String> {
     let mut config = GooseConfiguration::default();
     config.host = Some(s.host);
     config.users = Some(s.users as usize);

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cache::{Algorithm, Decision, Rule};
 
-pub use crate::report::summary::InvariantCounts;
+pub(crate) use crate::report::summary::InvariantCounts;
 
 /// Violation and miss counters; cheap to update from every user.
 #[derive(Default)]
-pub struct Invariants {
+pub(crate) struct Invariants {
     lost_sessions: AtomicU64,
     revoked_tokens_validating: AtomicU64,
     token_cache_misses: AtomicU64,
@@ -42,21 +42,21 @@ pub struct Invariants {
 }
 
 impl Invariants {
-    pub fn lost_session(&self) {
+    pub(crate) fn lost_session(&self) {
         self.lost_sessions.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn revoked_token_validated(&self) {
+    pub(crate) fn revoked_token_validated(&self) {
         self.revoked_tokens_validating
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn token_cache_miss(&self) {
+    pub(crate) fn token_cache_miss(&self) {
         self.token_cache_misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Feeds one non-degraded rate-limit decision for `(ip, endpoint)` under `rule`.
-    pub fn rate_limit_decision(
+    pub(crate) fn rate_limit_decision(
         &self,
         key: (u32, &str),
         rule: &Rule,
@@ -70,7 +70,7 @@ impl Invariants {
             .observe(key, rule, d, sent, completed, SystemTime::now());
     }
 
-    pub fn counts(&self) -> InvariantCounts {
+    pub(crate) fn counts(&self) -> InvariantCounts {
         InvariantCounts {
             lost_sessions: self.lost_sessions.load(Ordering::Relaxed),
             ratelimit_over_admissions: self

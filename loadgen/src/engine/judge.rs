@@ -33,7 +33,7 @@ fn histogram<'a>(
 }
 
 /// Every verdict for the run. `seconds` is the measured window's length.
-pub fn judge(slo: &Slo, m: &Measured, inv: &InvariantCounts, seconds: f64) -> Vec<Verdict> {
+pub(crate) fn judge(slo: &Slo, m: &Measured, inv: &InvariantCounts, seconds: f64) -> Vec<Verdict> {
     let mut out = Vec::new();
     let count: u64 = m.ops.iter().map(|o| o.count).sum();
     let errors: u64 = m.ops.iter().map(|o| o.errors).sum();

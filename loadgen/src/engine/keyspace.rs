@@ -27,21 +27,21 @@ use crate::scenario::{Distribution, KeyspaceConfig, Payload};
 
 /// A session this account holds, as the server remembers it.
 #[derive(Clone, Debug)]
-pub struct SessionSlot {
-    pub id: SessionId,
+pub(crate) struct SessionSlot {
+    pub(crate) id: SessionId,
     /// When the create that made it was *sent* (the absolute deadline is at least this + lifetime).
-    pub created: Instant,
+    pub(crate) created: Instant,
     /// When the last successful create/get was *sent* (the idle deadline is at least this + idle).
-    pub refreshed: Instant,
-    pub generation: u64,
+    pub(crate) refreshed: Instant,
+    pub(crate) generation: u64,
 }
 
 /// The account's current access token. The token itself is a secret: never formatted.
 #[derive(Clone)]
-pub struct TokenSlot {
-    pub token: String,
+pub(crate) struct TokenSlot {
+    pub(crate) token: String,
     /// Expiry, Unix seconds.
-    pub exp: u64,
+    pub(crate) exp: u64,
 }
 
 #[derive(Default)]
@@ -58,14 +58,14 @@ struct Account {
 
 /// Chooses an index in `0..n` according to a [`Distribution`].
 #[derive(Clone, Debug)]
-pub enum Picker {
+pub(crate) enum Picker {
     Uniform(usize),
     Zipf(Zipf<f64>, usize),
     Gaussian(Normal<f64>, usize),
 }
 
 impl Picker {
-    pub fn new(d: Distribution, n: usize) -> Picker {
+    pub(crate) fn new(d: Distribution, n: usize) -> Picker {
         let n = n.max(1);
         match d {
             Distribution::Uniform => Picker::Uniform(n),
@@ -80,7 +80,7 @@ impl Picker {
         }
     }
 
-    pub fn pick(&self, rng: &mut SmallRng) -> usize {
+    pub(crate) fn pick(&self, rng: &mut SmallRng) -> usize {
         match self {
             Picker::Uniform(n) => rng.random_range(0..*n),
             // Rank 1 is the hottest; rank k maps to index k-1.
@@ -97,7 +97,7 @@ const REVOKED_RING: usize = 4096;
 /// clock granularity and a server clock slightly ahead of ours.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
-pub struct Keyspace {
+pub(crate) struct Keyspace {
     accounts: Vec<Mutex<Account>>,
     revoked: Mutex<VecDeque<(String, Instant)>>,
     generation: AtomicU64,
@@ -109,12 +109,12 @@ pub struct Keyspace {
     payload: Payload,
     /// Random text that payloads are sliced from, so building one costs no randomness.
     payload_source: String,
-    pub token_ttl: Duration,
-    pub revoked_probe: f64,
+    pub(crate) token_ttl: Duration,
+    pub(crate) revoked_probe: f64,
 }
 
 impl Keyspace {
-    pub fn new(cfg: &KeyspaceConfig, rng: &mut SmallRng) -> Keyspace {
+    pub(crate) fn new(cfg: &KeyspaceConfig, rng: &mut SmallRng) -> Keyspace {
         let per = cfg.sessions_per_user as usize;
         let accounts = (0..cfg.users)
             .map(|_| {
@@ -144,38 +144,38 @@ impl Keyspace {
         }
     }
 
-    pub fn accounts(&self) -> usize {
+    pub(crate) fn accounts(&self) -> usize {
         self.accounts.len()
     }
 
-    pub fn sessions_per_account(&self) -> usize {
+    pub(crate) fn sessions_per_account(&self) -> usize {
         self.account(0).sessions.len()
     }
 
-    pub fn pick_account(&self, rng: &mut SmallRng) -> usize {
+    pub(crate) fn pick_account(&self, rng: &mut SmallRng) -> usize {
         self.account_picker.pick(rng)
     }
 
     /// A client IP index and its text (RFC 2544 benchmark range, then RFC 3849 documentation
     /// IPv6): keys only, never addresses anything is sent to.
-    pub fn pick_ip(&self, rng: &mut SmallRng) -> (u32, String) {
+    pub(crate) fn pick_ip(&self, rng: &mut SmallRng) -> (u32, String) {
         let i = self.ip_picker.pick(rng) as u32;
         (i, ip_text(i))
     }
 
     /// An endpoint of the keyspace, uniformly.
-    pub fn pick_endpoint(&self, rng: &mut SmallRng) -> Option<&str> {
+    pub(crate) fn pick_endpoint(&self, rng: &mut SmallRng) -> Option<&str> {
         if self.endpoints.is_empty() {
             return None;
         }
         Some(&self.endpoints[rng.random_range(0..self.endpoints.len())])
     }
 
-    pub fn user_id(account: usize) -> String {
+    pub(crate) fn user_id(account: usize) -> String {
         format!("u{account}")
     }
 
-    pub fn payload(&self, rng: &mut SmallRng) -> &str {
+    pub(crate) fn payload(&self, rng: &mut SmallRng) -> &str {
         let len = match self.payload {
             Payload::Fixed(n) => n,
             Payload::Range { min, max } => rng.random_range(min..=max),
@@ -184,7 +184,7 @@ impl Keyspace {
     }
 
     /// A fresh random access token (43 URL-safe characters, like a 256-bit opaque token).
-    pub fn new_token(rng: &mut SmallRng) -> String {
+    pub(crate) fn new_token(rng: &mut SmallRng) -> String {
         const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         (0..43)
             .map(|_| B64[rng.random_range(0..64)] as char)
@@ -198,7 +198,7 @@ impl Keyspace {
 
     /// Stores a new session in the account's next slot (round robin: the oldest device is replaced,
     /// its session left to expire in Redis as an abandoned browser's would).
-    pub fn install_session(&self, a: usize, id: SessionId, sent: Instant) {
+    pub(crate) fn install_session(&self, a: usize, id: SessionId, sent: Instant) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let mut acct = self.account(a);
         let n = acct.sessions.len();
@@ -213,7 +213,11 @@ impl Keyspace {
     }
 
     /// A random occupied session slot of the account.
-    pub fn pick_session(&self, a: usize, rng: &mut SmallRng) -> Option<(usize, SessionSlot)> {
+    pub(crate) fn pick_session(
+        &self,
+        a: usize,
+        rng: &mut SmallRng,
+    ) -> Option<(usize, SessionSlot)> {
         let acct = self.account(a);
         let n = acct.sessions.len();
         let start = rng.random_range(0..n);
@@ -222,12 +226,12 @@ impl Keyspace {
             .find_map(|i| acct.sessions[i].clone().map(|s| (i, s)))
     }
 
-    pub fn has_session(&self, a: usize) -> bool {
+    pub(crate) fn has_session(&self, a: usize) -> bool {
         self.account(a).sessions.iter().any(Option::is_some)
     }
 
     /// After a successful get sent at `sent`: the idle deadline moved.
-    pub fn refreshed(&self, a: usize, slot: usize, generation: u64, sent: Instant) {
+    pub(crate) fn refreshed(&self, a: usize, slot: usize, generation: u64, sent: Instant) {
         if let Some(s) = self.account(a).sessions[slot].as_mut()
             && s.generation == generation
         {
@@ -238,7 +242,7 @@ impl Keyspace {
     /// Whether a session missing at `completed` should have been alive: still in its slot, not
     /// possibly swept by a "log out everywhere", and neither its idle nor its absolute deadline (as
     /// known from the client side) was near.
-    pub fn should_be_alive(
+    pub(crate) fn should_be_alive(
         &self,
         a: usize,
         slot: usize,
@@ -256,7 +260,7 @@ impl Keyspace {
     }
 
     /// Empties `slot` if it still holds `generation` (a session found gone is forgotten).
-    pub fn forget_session(&self, a: usize, slot: usize, generation: u64) {
+    pub(crate) fn forget_session(&self, a: usize, slot: usize, generation: u64) {
         let mut acct = self.account(a);
         if acct.sessions[slot]
             .as_ref()
@@ -267,13 +271,13 @@ impl Keyspace {
     }
 
     /// Empties a random occupied slot and returns its session (logout).
-    pub fn take_session(&self, a: usize, rng: &mut SmallRng) -> Option<SessionSlot> {
+    pub(crate) fn take_session(&self, a: usize, rng: &mut SmallRng) -> Option<SessionSlot> {
         let (slot, _) = self.pick_session(a, rng)?;
         self.account(a).sessions[slot].take()
     }
 
     /// Starts a "log out everywhere": empties every slot, takes the token. Pair with [`Self::end_purge`].
-    pub fn begin_purge(&self, a: usize) -> Option<TokenSlot> {
+    pub(crate) fn begin_purge(&self, a: usize) -> Option<TokenSlot> {
         let mut acct = self.account(a);
         acct.purges += 1;
         acct.sessions.iter_mut().for_each(|s| *s = None);
@@ -281,7 +285,7 @@ impl Keyspace {
     }
 
     /// The purge completed at `at`: forget sessions it may have swept.
-    pub fn end_purge(&self, a: usize, at: Instant) {
+    pub(crate) fn end_purge(&self, a: usize, at: Instant) {
         let mut acct = self.account(a);
         acct.purges = acct.purges.saturating_sub(1);
         acct.last_purge_end = Some(at);
@@ -292,24 +296,24 @@ impl Keyspace {
         }
     }
 
-    pub fn has_token(&self, a: usize) -> bool {
+    pub(crate) fn has_token(&self, a: usize) -> bool {
         self.account(a).token.is_some()
     }
 
-    pub fn token(&self, a: usize) -> Option<TokenSlot> {
+    pub(crate) fn token(&self, a: usize) -> Option<TokenSlot> {
         self.account(a).token.clone()
     }
 
-    pub fn set_token(&self, a: usize, t: TokenSlot) {
+    pub(crate) fn set_token(&self, a: usize, t: TokenSlot) {
         self.account(a).token = Some(t);
     }
 
-    pub fn take_token(&self, a: usize) -> Option<TokenSlot> {
+    pub(crate) fn take_token(&self, a: usize) -> Option<TokenSlot> {
         self.account(a).token.take()
     }
 
     /// Records a revocation that completed at `at`.
-    pub fn revoked(&self, token: String, at: Instant) {
+    pub(crate) fn revoked(&self, token: String, at: Instant) {
         let mut ring = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if ring.len() == REVOKED_RING {
             ring.pop_front();
@@ -318,7 +322,7 @@ impl Keyspace {
     }
 
     /// A random revoked token and when its revocation completed.
-    pub fn pick_revoked(&self, rng: &mut SmallRng) -> Option<(String, Instant)> {
+    pub(crate) fn pick_revoked(&self, rng: &mut SmallRng) -> Option<(String, Instant)> {
         let ring = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if ring.is_empty() {
             return None;

@@ -25,19 +25,19 @@
 //! Cancellation is a [`tokio_util::sync::CancellationToken`] handed down by the command (the binary
 //! cancels it on Ctrl-C); nothing here reads a global flag.
 
-pub mod attack;
-pub mod capacity;
-pub mod invariants;
-pub mod judge;
-pub mod keyspace;
-pub mod pacing;
-pub mod progress;
-pub mod record;
-pub mod redis_admin;
-pub mod results;
-pub mod sampler;
-pub mod seed;
-pub mod status;
-pub mod stepper;
-pub mod target;
-pub mod workload;
+pub(crate) mod attack;
+pub(crate) mod capacity;
+pub(crate) mod invariants;
+pub(crate) mod judge;
+pub(crate) mod keyspace;
+pub(crate) mod pacing;
+pub(crate) mod progress;
+pub(crate) mod record;
+pub(crate) mod redis_admin;
+pub(crate) mod results;
+pub(crate) mod sampler;
+pub(crate) mod seed;
+pub(crate) mod status;
+pub(crate) mod stepper;
+pub(crate) mod target;
+pub(crate) mod workload;

@@ -23,11 +23,11 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
 /// Longest single wait inside a transaction; bounds how long a user takes to stop.
-pub const MAX_IDLE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_IDLE: Duration = Duration::from_millis(100);
 
 /// One user's schedule.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     interval: Option<Duration>,
     next: Instant,
 }
@@ -35,7 +35,7 @@ pub struct Pacer {
 impl Pacer {
     /// `interval`: time between this user's intended starts, or `None` for the closed model. The
     /// first start falls at a random point of the first interval, so users do not fire in lockstep.
-    pub fn new(interval: Option<Duration>, rng: &mut SmallRng) -> Pacer {
+    pub(crate) fn new(interval: Option<Duration>, rng: &mut SmallRng) -> Pacer {
         let phase = interval.map_or(Duration::ZERO, |i| i.mul_f64(rng.random::<f64>()));
         Pacer {
             interval,
@@ -44,13 +44,13 @@ impl Pacer {
     }
 
     /// Per-user interval for `rate` operations per second spread over `users`.
-    pub fn interval_for(rate: Option<f64>, users: u32) -> Option<Duration> {
+    pub(crate) fn interval_for(rate: Option<f64>, users: u32) -> Option<Duration> {
         rate.map(|r| Duration::from_secs_f64(users.max(1) as f64 / r))
     }
 
     /// The intended start of the next operation if it is due now (after waiting up to
     /// [`MAX_IDLE`] for it), or `None` if it is not due yet.
-    pub async fn due(&mut self) -> Option<std::time::Instant> {
+    pub(crate) async fn due(&mut self) -> Option<std::time::Instant> {
         let Some(interval) = self.interval else {
             return Some(std::time::Instant::now());
         };

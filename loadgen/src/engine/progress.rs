@@ -15,7 +15,7 @@ use crate::scenario::Load;
 /// One thing worth telling the operator while a command runs.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub enum Event {
+pub(crate) enum Event {
     /// A command started on a scenario file.
     Started {
         command: &'static str,
@@ -70,35 +70,35 @@ pub enum Event {
 
 /// The live status line's figures for one second.
 #[derive(Clone, Debug)]
-pub struct StatusLine {
-    pub elapsed_secs: u64,
+pub(crate) struct StatusLine {
+    pub(crate) elapsed_secs: u64,
     /// `ramp`, `warm-up`, `measuring` or `stopping`.
-    pub phase: &'static str,
-    pub ops: u64,
-    pub p99_us: u64,
-    pub errors: u64,
-    pub violations: u64,
-    pub remaining_secs: u64,
+    pub(crate) phase: &'static str,
+    pub(crate) ops: u64,
+    pub(crate) p99_us: u64,
+    pub(crate) errors: u64,
+    pub(crate) violations: u64,
+    pub(crate) remaining_secs: u64,
 }
 
 /// Where events go. Cheap to clone; every clone reaches the same sink.
 #[derive(Clone)]
-pub struct Progress(Arc<dyn Fn(Event) + Send + Sync>);
+pub(crate) struct Progress(Arc<dyn Fn(Event) + Send + Sync>);
 
 impl Progress {
-    pub fn new(sink: impl Fn(Event) + Send + Sync + 'static) -> Progress {
+    pub(crate) fn new(sink: impl Fn(Event) + Send + Sync + 'static) -> Progress {
         Progress(Arc::new(sink))
     }
 
-    pub fn emit(&self, e: Event) {
+    pub(crate) fn emit(&self, e: Event) {
         (self.0)(e)
     }
 
-    pub fn note(&self, text: impl Into<String>) {
+    pub(crate) fn note(&self, text: impl Into<String>) {
         self.emit(Event::Note(text.into()))
     }
 
-    pub fn warn(&self, text: impl Into<String>) {
+    pub(crate) fn warn(&self, text: impl Into<String>) {
         self.emit(Event::Warning(text.into()))
     }
 }

@@ -26,18 +26,18 @@ use crate::report::summary::{OpStats, Percentiles, SecondSample, SeriesReport};
 use crate::scenario::Op;
 
 /// Highest value tracked, µs.
-pub const MAX_US: u64 = 60_000_000;
+pub(crate) const MAX_US: u64 = 60_000_000;
 /// Distinct error messages kept per operation; the rest are counted as "other".
 const MAX_ERROR_KINDS: usize = 16;
 
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Bounds are constants within the crate's limits: creation cannot fail.
     Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
 }
 
 /// How an operation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     /// Rate limited: the server answered "no" as designed.
     Denied,
@@ -82,39 +82,39 @@ impl OpRec {
 
 /// What a tick returns for the status line.
 #[derive(Clone, Debug, Default)]
-pub struct Tick {
-    pub ops: u64,
-    pub errors: u64,
-    pub p99_us: u64,
+pub(crate) struct Tick {
+    pub(crate) ops: u64,
+    pub(crate) errors: u64,
+    pub(crate) p99_us: u64,
     /// Seconds since the window opened, if it has.
-    pub window_second: Option<u64>,
+    pub(crate) window_second: Option<u64>,
 }
 
 /// The measured window: opens `warmup` after the last user started, lasts `duration`.
-pub struct Window {
+pub(crate) struct Window {
     start: OnceLock<Instant>,
     length: Duration,
 }
 
 impl Window {
-    pub fn start(&self) -> Option<Instant> {
+    pub(crate) fn start(&self) -> Option<Instant> {
         self.start.get().copied()
     }
 
-    pub fn open_at(&self, at: Instant) {
+    pub(crate) fn open_at(&self, at: Instant) {
         let _ = self.start.set(at);
     }
 
-    pub fn length(&self) -> Duration {
+    pub(crate) fn length(&self) -> Duration {
         self.length
     }
 
-    pub fn contains(&self, t: Instant) -> bool {
+    pub(crate) fn contains(&self, t: Instant) -> bool {
         self.start().is_some_and(|s| t >= s && t < s + self.length)
     }
 
     /// Seconds of the window that had passed at `end`: 0 before it opened, at most its length.
-    pub fn seconds_until(&self, end: Instant) -> f64 {
+    pub(crate) fn seconds_until(&self, end: Instant) -> f64 {
         match self.start() {
             Some(start) if end > start => end.duration_since(start).min(self.length).as_secs_f64(),
             _ => 0.0,
@@ -122,14 +122,14 @@ impl Window {
     }
 }
 
-pub struct Recorder {
+pub(crate) struct Recorder {
     ops: Vec<Mutex<OpRec>>,
-    pub window: Window,
+    pub(crate) window: Window,
     series: Mutex<Vec<[SecondSample; 7]>>,
 }
 
 impl Recorder {
-    pub fn new(duration: Duration) -> Recorder {
+    pub(crate) fn new(duration: Duration) -> Recorder {
         Recorder {
             ops: Op::ALL.iter().map(|_| Mutex::new(OpRec::new())).collect(),
             window: Window {
@@ -146,7 +146,7 @@ impl Recorder {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record(
+    pub(crate) fn record(
         &self,
         op: Op,
         service: Duration,
@@ -193,7 +193,7 @@ impl Recorder {
     }
 
     /// Takes and resets the last second's data; appends it to the series if the window is open.
-    pub fn tick(&self, now: Instant) -> Tick {
+    pub(crate) fn tick(&self, now: Instant) -> Tick {
         let mut all = new_histogram();
         let mut sample = [SecondSample::default(); 7];
         let mut t = Tick::default();
@@ -236,7 +236,7 @@ impl Recorder {
     }
 
     /// Everything measured in the window.
-    pub fn finish(&self) -> Measured {
+    pub(crate) fn finish(&self) -> Measured {
         let ops = Op::ALL
             .iter()
             .map(|&op| {
@@ -265,28 +265,28 @@ impl Recorder {
     }
 }
 
-pub struct OpMeasured {
-    pub op: Op,
-    pub count: u64,
-    pub errors: u64,
-    pub denied: u64,
-    pub misses: u64,
-    pub service: Histogram<u64>,
-    pub response: Histogram<u64>,
+pub(crate) struct OpMeasured {
+    pub(crate) op: Op,
+    pub(crate) count: u64,
+    pub(crate) errors: u64,
+    pub(crate) denied: u64,
+    pub(crate) misses: u64,
+    pub(crate) service: Histogram<u64>,
+    pub(crate) response: Histogram<u64>,
     /// Error messages (up to 16 distinct, then `other`) with counts.
-    pub error_kinds: BTreeMap<String, u64>,
+    pub(crate) error_kinds: BTreeMap<String, u64>,
     /// Errors by [`cache::ErrorKind`].
-    pub error_classes: BTreeMap<cache::ErrorKind, u64>,
+    pub(crate) error_classes: BTreeMap<cache::ErrorKind, u64>,
 }
 
-pub struct Measured {
-    pub ops: Vec<OpMeasured>,
-    pub series: Vec<[SecondSample; 7]>,
+pub(crate) struct Measured {
+    pub(crate) ops: Vec<OpMeasured>,
+    pub(crate) series: Vec<[SecondSample; 7]>,
 }
 
 impl Measured {
     /// Per-op stats (ops that ran or were weighted) plus `all`, over `seconds` of window.
-    pub fn op_stats(&self, weighted: &[Op], seconds: f64) -> BTreeMap<String, OpStats> {
+    pub(crate) fn op_stats(&self, weighted: &[Op], seconds: f64) -> BTreeMap<String, OpStats> {
         let per_sec = |n: u64| ((n as f64 / seconds.max(1e-9)) * 10.0).round() / 10.0;
         let mut all_s = new_histogram();
         let mut all_r = new_histogram();
@@ -331,7 +331,7 @@ impl Measured {
     }
 
     /// The per-second series, per op that had operations.
-    pub fn series_report(&self) -> SeriesReport {
+    pub(crate) fn series_report(&self) -> SeriesReport {
         let mut s = SeriesReport {
             interval_seconds: 1,
             ..SeriesReport::default()
@@ -354,7 +354,7 @@ impl Measured {
     }
 
     /// Error messages per op that had errors.
-    pub fn errors(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+    pub(crate) fn errors(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         self.ops
             .iter()
             .filter(|o| !o.error_kinds.is_empty())
@@ -363,7 +363,7 @@ impl Measured {
     }
 
     /// Errors of one class over every op.
-    pub fn errors_of(&self, kind: cache::ErrorKind) -> u64 {
+    pub(crate) fn errors_of(&self, kind: cache::ErrorKind) -> u64 {
         self.ops
             .iter()
             .filter_map(|o| o.error_classes.get(&kind))
@@ -371,7 +371,7 @@ impl Measured {
     }
 
     /// The histograms of every op that ran, for the `.hgrm` files.
-    pub fn histograms(&self) -> Vec<OpHistograms<'_>> {
+    pub(crate) fn histograms(&self) -> Vec<OpHistograms<'_>> {
         self.ops
             .iter()
             .filter(|o| o.count > 0)

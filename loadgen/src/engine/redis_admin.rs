@@ -19,10 +19,10 @@ use crate::report::summary::{CommandStat, KeyCost};
 
 /// One `INFO` reply as `field → value`.
 #[derive(Clone, Debug, Default)]
-pub struct Info(pub BTreeMap<String, String>);
+pub(crate) struct Info(pub BTreeMap<String, String>);
 
 impl Info {
-    pub fn parse(text: &str) -> Info {
+    pub(crate) fn parse(text: &str) -> Info {
         Info(
             text.lines()
                 .filter(|l| !l.starts_with('#'))
@@ -32,21 +32,21 @@ impl Info {
         )
     }
 
-    pub fn num(&self, key: &str) -> Option<f64> {
+    pub(crate) fn num(&self, key: &str) -> Option<f64> {
         self.0.get(key)?.parse().ok()
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
     /// How much the counter `key` grew since `before` (0 if it did not, or is missing).
-    pub fn increase_since(&self, before: &Info, key: &str) -> u64 {
+    pub(crate) fn increase_since(&self, before: &Info, key: &str) -> u64 {
         (self.num(key).unwrap_or(0.0) - before.num(key).unwrap_or(0.0)).max(0.0) as u64
     }
 
     /// Keys in every db (`db0:keys=12,expires=12,avg_ttl=0`).
-    pub fn keys(&self) -> f64 {
+    pub(crate) fn keys(&self) -> f64 {
         self.0
             .iter()
             .filter(|(k, _)| k.starts_with("db"))
@@ -61,7 +61,7 @@ impl Info {
     }
 
     /// `cmdstat_<name>` lines as `name → (calls, usec, failed_calls)`.
-    pub fn commandstats(&self) -> BTreeMap<String, CommandStat> {
+    pub(crate) fn commandstats(&self) -> BTreeMap<String, CommandStat> {
         self.0
             .iter()
             .filter_map(|(k, v)| {
@@ -83,7 +83,7 @@ impl Info {
     }
 
     /// Per command, what was added since `before`; commands not called are left out.
-    pub fn commandstats_since(&self, before: &Info) -> BTreeMap<String, CommandStat> {
+    pub(crate) fn commandstats_since(&self, before: &Info) -> BTreeMap<String, CommandStat> {
         let earlier = before.commandstats();
         self.commandstats()
             .into_iter()
@@ -101,7 +101,7 @@ impl Info {
 }
 
 /// `INFO <section>` through the load's own handle.
-pub async fn info(redis: &Redis, section: &str) -> cache::Result<Info> {
+pub(crate) async fn info(redis: &Redis, section: &str) -> cache::Result<Info> {
     let mut conn = redis.clone();
     let text: String = redis::cmd("INFO")
         .arg(section)
@@ -111,7 +111,10 @@ pub async fn info(redis: &Redis, section: &str) -> cache::Result<Info> {
 }
 
 /// `CONFIG GET` of several parameters in one round trip (Redis ≥ 7 takes several patterns).
-pub async fn config_get(redis: &Redis, names: &[&str]) -> cache::Result<BTreeMap<String, String>> {
+pub(crate) async fn config_get(
+    redis: &Redis,
+    names: &[&str],
+) -> cache::Result<BTreeMap<String, String>> {
     let mut conn = redis.clone();
     let pairs: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
@@ -128,7 +131,7 @@ pub async fn config_get(redis: &Redis, names: &[&str]) -> cache::Result<BTreeMap
 }
 
 /// One numeric `CONFIG GET` parameter (`None` when refused, absent or not a number).
-pub async fn config_number(redis: &Redis, name: &str) -> Option<u64> {
+pub(crate) async fn config_number(redis: &Redis, name: &str) -> Option<u64> {
     config_get(redis, &[name])
         .await
         .ok()?
@@ -138,18 +141,18 @@ pub async fn config_number(redis: &Redis, name: &str) -> Option<u64> {
 }
 
 /// The target's `maxmemory` (`None` when unset, 0, or `CONFIG GET` is not allowed).
-pub async fn maxmemory(redis: &Redis) -> Option<u64> {
+pub(crate) async fn maxmemory(redis: &Redis) -> Option<u64> {
     config_number(redis, "maxmemory").await.filter(|m| *m > 0)
 }
 
 /// `DBSIZE` of the handle's database.
-pub async fn dbsize(redis: &Redis) -> cache::Result<u64> {
+pub(crate) async fn dbsize(redis: &Redis) -> cache::Result<u64> {
     let mut conn = redis.clone();
     Ok(redis::cmd("DBSIZE").query_async(&mut conn).await?)
 }
 
 /// `MEMORY USAGE key SAMPLES 0` (exact for the small values the stores write).
-pub async fn memory_usage(redis: &Redis, key: &str) -> Option<u64> {
+pub(crate) async fn memory_usage(redis: &Redis, key: &str) -> Option<u64> {
     let mut conn = redis.clone();
     redis::cmd("MEMORY")
         .arg("USAGE")
@@ -163,7 +166,7 @@ pub async fn memory_usage(redis: &Redis, key: &str) -> Option<u64> {
 }
 
 /// Mean `MEMORY USAGE` over `keys` (0 when none could be measured).
-pub async fn mean_memory_usage(redis: &Redis, keys: &[String]) -> f64 {
+pub(crate) async fn mean_memory_usage(redis: &Redis, keys: &[String]) -> f64 {
     let mut total = 0u64;
     let mut n = 0u64;
     for k in keys {
@@ -176,7 +179,7 @@ pub async fn mean_memory_usage(redis: &Redis, keys: &[String]) -> f64 {
 }
 
 /// Deletes `keys`, 500 per `DEL`.
-pub async fn delete(redis: &Redis, keys: &[String]) -> cache::Result<()> {
+pub(crate) async fn delete(redis: &Redis, keys: &[String]) -> cache::Result<()> {
     for chunk in keys.chunks(500) {
         let mut conn = redis.clone();
         let _: i64 = conn.del(chunk).await?;
@@ -186,13 +189,13 @@ pub async fn delete(redis: &Redis, keys: &[String]) -> cache::Result<()> {
 
 /// How much of the keyspace a `SCAN` may walk.
 #[derive(Clone, Copy, Debug)]
-pub struct ScanBudget {
-    pub max_keys: u64,
-    pub time: Duration,
+pub(crate) struct ScanBudget {
+    pub(crate) max_keys: u64,
+    pub(crate) time: Duration,
 }
 
 /// Keys matching `pattern`, until the budget runs out. The flag says whether it did.
-pub async fn scan(
+pub(crate) async fn scan(
     redis: &Redis,
     pattern: &str,
     budget: ScanBudget,
@@ -217,7 +220,7 @@ pub async fn scan(
 }
 
 /// Mean `MEMORY USAGE` of up to `per_kind` keys of each store kind under `prefix`.
-pub async fn memory_per_key(
+pub(crate) async fn memory_per_key(
     redis: &Redis,
     prefix: &str,
     per_kind: usize,
@@ -255,7 +258,7 @@ pub async fn memory_per_key(
 /// Counts the store's keys by kind with `SCAN` (within `budget`), checks their TTLs (one `PTTL`
 /// pipeline per 1000 keys) and samples `MEMORY USAGE` for the first 20 of each kind. Keys are
 /// handled a page at a time, so a budget of millions of keys does not hold millions in memory.
-pub async fn key_stats(redis: &Redis, schema: &KeySchema, budget: ScanBudget) -> KeyStats {
+pub(crate) async fn key_stats(redis: &Redis, schema: &KeySchema, budget: ScanBudget) -> KeyStats {
     let mut stats = KeyStats::default();
     let mut tally = KindTally {
         prefix: format!("{}:", schema.prefix()),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::report::summary::{Calibration, Environment};
 
 /// `(directory stamp, RFC 3339)` of now, UTC.
-pub fn utc_stamp() -> (String, String) {
+pub(crate) fn utc_stamp() -> (String, String) {
     let now = time::OffsetDateTime::now_utc();
     let dir = now
         .format(time::macros::format_description!(
@@ -24,7 +24,7 @@ pub fn utc_stamp() -> (String, String) {
 }
 
 /// Creates `out/<name>-<stamp>` (with `-2`, `-3`... if taken) and proves it is writable.
-pub fn create_dir(out: &Path, name: &str, stamp: &str) -> Result<PathBuf> {
+pub(crate) fn create_dir(out: &Path, name: &str, stamp: &str) -> Result<PathBuf> {
     let fail = |what: &'static str, source: std::io::Error| Error::Unwritable {
         flag: "--out",
         path: out.to_path_buf(),
@@ -51,19 +51,19 @@ pub fn create_dir(out: &Path, name: &str, stamp: &str) -> Result<PathBuf> {
 }
 
 /// Removes a results directory that stayed empty (the command failed before writing anything).
-pub fn remove_if_empty(dir: &Path) {
+pub(crate) fn remove_if_empty(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
 /// Creates `dir/sub` for files written step by step (goose's per-step pages).
-pub fn create_subdir(dir: &Path, sub: &str) -> Result<PathBuf> {
+pub(crate) fn create_subdir(dir: &Path, sub: &str) -> Result<PathBuf> {
     let p = dir.join(sub);
     std::fs::create_dir_all(&p).map_err(|e| Error::write(&p, e))?;
     Ok(p)
 }
 
 /// This machine and build, for the results.
-pub fn environment(redis_version: String, calibration: Option<Calibration>) -> Environment {
+pub(crate) fn environment(redis_version: String, calibration: Option<Calibration>) -> Environment {
     Environment {
         loadgen_version: env!("CARGO_PKG_VERSION"),
         build: if cfg!(debug_assertions) {
@@ -81,7 +81,7 @@ pub fn environment(redis_version: String, calibration: Option<Calibration>) -> E
 }
 
 /// `VmHWM` from `/proc/self/status`.
-pub fn peak_rss() -> Option<u64> {
+pub(crate) fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

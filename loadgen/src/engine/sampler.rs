@@ -12,7 +12,7 @@ use super::redis_admin::{Info, info};
 use crate::report::summary::InfoPoint;
 
 /// The fields kept from each `INFO` sample.
-pub const SERIES_FIELDS: [&str; 8] = [
+pub(crate) const SERIES_FIELDS: [&str; 8] = [
     "used_memory",
     "evicted_keys",
     "expired_keys",
@@ -24,7 +24,7 @@ pub const SERIES_FIELDS: [&str; 8] = [
 ];
 
 /// The [`SERIES_FIELDS`] of one `INFO`, plus the key count: a run's "before" and "after".
-pub fn selected(info: &Info) -> std::collections::BTreeMap<String, f64> {
+pub(crate) fn selected(info: &Info) -> std::collections::BTreeMap<String, f64> {
     let mut m: std::collections::BTreeMap<String, f64> = SERIES_FIELDS
         .iter()
         .filter_map(|f| Some((f.to_string(), info.num(f)?)))
@@ -44,14 +44,14 @@ fn point(t: f64, info: &Info) -> InfoPoint {
 }
 
 /// Samples `INFO` once a second until stopped.
-pub struct Sampler {
+pub(crate) struct Sampler {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     points: Arc<Mutex<Vec<InfoPoint>>>,
 }
 
 impl Sampler {
-    pub fn start(redis: Redis) -> Sampler {
+    pub(crate) fn start(redis: Redis) -> Sampler {
         let (stop, mut stopped) = watch::channel(false);
         let points = Arc::new(Mutex::new(Vec::new()));
         let out = points.clone();
@@ -76,7 +76,7 @@ impl Sampler {
         Sampler { stop, task, points }
     }
 
-    pub async fn finish(self) -> Vec<InfoPoint> {
+    pub(crate) async fn finish(self) -> Vec<InfoPoint> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         std::mem::take(&mut *self.points.lock().unwrap_or_else(|p| p.into_inner()))

@@ -30,7 +30,7 @@ const CONCURRENCY: usize = 64;
 
 /// What seeding does when a write is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     /// Stop at the first failure and return it.
     Stop,
     /// Count failures (OOM apart) and go on.
@@ -38,21 +38,21 @@ pub enum OnFailure {
 }
 
 #[derive(Debug, Default)]
-pub struct Seeded {
+pub(crate) struct Seeded {
     /// Sessions stored.
-    pub sessions: u64,
+    pub(crate) sessions: u64,
     /// Accounts that got at least one session.
-    pub accounts: u64,
+    pub(crate) accounts: u64,
     /// Writes refused with OOM.
-    pub oom: u64,
+    pub(crate) oom: u64,
     /// Other failed writes.
-    pub other: u64,
-    pub seconds: f64,
+    pub(crate) other: u64,
+    pub(crate) seconds: f64,
 }
 
 /// Seeds `w`'s keyspace with every account's sessions and token. With [`OnFailure::Stop`] the
 /// first failed write is returned as the error; the cancellation token stops it early.
-pub async fn seed(w: &Workload, seed: u64, on_failure: OnFailure) -> cache::Result<Seeded> {
+pub(crate) async fn seed(w: &Workload, seed: u64, on_failure: OnFailure) -> cache::Result<Seeded> {
     let started = Instant::now();
     let ks = &w.keyspace;
     let per = ks.sessions_per_account();
@@ -123,15 +123,15 @@ pub async fn seed(w: &Workload, seed: u64, on_failure: OnFailure) -> cache::Resu
 }
 
 #[derive(Default)]
-pub struct Audit {
+pub(crate) struct Audit {
     /// Sessions found alive.
-    pub read: u64,
+    pub(crate) read: u64,
     /// Sessions that should have been alive and were gone.
-    pub lost: u64,
+    pub(crate) lost: u64,
 }
 
 /// Reads one session of every account that holds one.
-pub async fn audit(w: &Workload, seed: u64) -> Audit {
+pub(crate) async fn audit(w: &Workload, seed: u64) -> Audit {
     let ks = &w.keyspace;
     let (read, lost) = (AtomicU64::new(0), AtomicU64::new(0));
     stream::iter(0..ks.accounts())

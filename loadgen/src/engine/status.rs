@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::progress::{Event, Progress, StatusLine};
 use super::workload::Workload;
 
-pub struct Status {
+pub(crate) struct Status {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -20,7 +20,7 @@ pub struct Status {
 impl Status {
     /// `expected` is the whole attack's expected length (ramp + warm-up + duration), for
     /// "remaining" before the window opens.
-    pub fn start(w: Arc<Workload>, expected: Duration, progress: Progress) -> Status {
+    pub(crate) fn start(w: Arc<Workload>, expected: Duration, progress: Progress) -> Status {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let t0 = Instant::now();
@@ -62,7 +62,7 @@ impl Status {
         Status { stop, task }
     }
 
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }

@@ -30,25 +30,25 @@ use crate::report::summary::OpStats;
 use crate::scenario::{Load, Scenario};
 
 /// What one attack measured.
-pub struct StepOutcome {
-    pub measured: Measured,
+pub(crate) struct StepOutcome {
+    pub(crate) measured: Measured,
     /// Length of the measured window actually observed.
-    pub seconds: f64,
-    pub invariants: InvariantCounts,
+    pub(crate) seconds: f64,
+    pub(crate) invariants: InvariantCounts,
     /// Per op and `all`.
-    pub ops: BTreeMap<String, OpStats>,
+    pub(crate) ops: BTreeMap<String, OpStats>,
     /// Counter deltas from `INFO stats` over the attack.
-    pub redis: RedisDelta,
+    pub(crate) redis: RedisDelta,
 }
 
 /// Redis's own counters over one attack.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct RedisDelta {
-    pub evicted_keys: u64,
-    pub expired_keys: u64,
-    pub keyspace_hits: u64,
-    pub keyspace_misses: u64,
-    pub used_memory_after: u64,
+pub(crate) struct RedisDelta {
+    pub(crate) evicted_keys: u64,
+    pub(crate) expired_keys: u64,
+    pub(crate) keyspace_hits: u64,
+    pub(crate) keyspace_misses: u64,
+    pub(crate) used_memory_after: u64,
 }
 
 impl RedisDelta {
@@ -65,7 +65,7 @@ impl RedisDelta {
 }
 
 /// Attacks one target again and again with one keyspace.
-pub struct Stepper<'t> {
+pub(crate) struct Stepper<'t> {
     target: &'t Target,
     scenario: Scenario,
     workload: Option<Workload>,
@@ -76,7 +76,7 @@ pub struct Stepper<'t> {
 impl<'t> Stepper<'t> {
     /// Builds the stores and an empty keyspace for `scenario` on `target` (nothing is written yet:
     /// seed through [`Stepper::workload`]).
-    pub fn new(
+    pub(crate) fn new(
         target: &'t Target,
         scenario: &Scenario,
         cancel: CancellationToken,
@@ -93,7 +93,7 @@ impl<'t> Stepper<'t> {
     }
 
     /// The current workload (stores and keyspace), for seeding between attacks.
-    pub fn workload(&self) -> &Workload {
+    pub(crate) fn workload(&self) -> &Workload {
         // Present except while an attack runs, and `step` takes `&mut self`.
         self.workload
             .as_ref()
@@ -101,7 +101,7 @@ impl<'t> Stepper<'t> {
     }
 
     /// Runs one attack with `load`; goose's own HTML report goes to `report_html`.
-    pub async fn step(&mut self, load: &Load, report_html: &Path) -> Result<StepOutcome> {
+    pub(crate) async fn step(&mut self, load: &Load, report_html: &Path) -> Result<StepOutcome> {
         let prev = self.workload.take().ok_or_else(|| {
             Error::Broken("the previous attack did not give its keyspace back".into())
         })?;

@@ -26,25 +26,25 @@ use crate::report::summary::{Calibration, TargetInfo};
 use crate::scenario::{PersistenceKind, RedisConfig};
 
 /// How long connecting may take in all, whatever the URL's timeouts say.
-pub const CONNECT_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_BOUND: Duration = Duration::from_secs(5);
 
-pub struct Target {
-    pub redis: Redis,
+pub(crate) struct Target {
+    pub(crate) redis: Redis,
     /// The URL it was reached by. Its `Display` redacts the password: safe to print.
-    pub url: RedisUrl,
+    pub(crate) url: RedisUrl,
     /// Set when we started the server; dropping it stops the server.
-    pub throwaway: Option<RedisServer>,
+    pub(crate) throwaway: Option<RedisServer>,
 }
 
 impl Target {
     /// The goose `host`: scheme and first host of the URL (goose wants an absolute URL; nothing
     /// connects to it, and it never carries credentials).
-    pub fn goose_host(&self) -> String {
+    pub(crate) fn goose_host(&self) -> String {
         goose_host(&self.url)
     }
 
     /// What the results say about it (URL redacted).
-    pub fn info(&self) -> TargetInfo {
+    pub(crate) fn info(&self) -> TargetInfo {
         TargetInfo {
             url: self.url.to_string(),
             kind: self.redis.kind().to_string(),
@@ -54,7 +54,7 @@ impl Target {
 
     /// Stops the throwaway server, if any, off the async threads (its `Drop` waits for the
     /// process to exit).
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         if let Some(server) = self.throwaway {
             let _ = tokio::task::spawn_blocking(move || drop(server)).await;
         }
@@ -73,19 +73,19 @@ fn goose_host(url: &RedisUrl) -> String {
 /// Which Redis to test, resolved once at the edge: a parsed URL (from `--redis-url` or
 /// `REDIS_URL`) or none (start a throwaway server), and the CA bundle to trust for `rediss://`.
 #[derive(Clone, Debug, Default)]
-pub struct TargetSpec {
-    pub url: Option<RedisUrl>,
-    pub tls_ca_pem: Option<Vec<u8>>,
+pub(crate) struct TargetSpec {
+    pub(crate) url: Option<RedisUrl>,
+    pub(crate) tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl TargetSpec {
     /// A throwaway server, no URL.
-    pub fn throwaway() -> TargetSpec {
+    pub(crate) fn throwaway() -> TargetSpec {
         TargetSpec::default()
     }
 
     /// True when no URL was given.
-    pub fn is_throwaway(&self) -> bool {
+    pub(crate) fn is_throwaway(&self) -> bool {
         self.url.is_none()
     }
 }
@@ -101,7 +101,7 @@ fn connect_options(cfg: &RedisConfig, tls_ca_pem: Option<Vec<u8>>) -> ConnectOpt
 
 /// Connects to `url` within [`CONNECT_BOUND`]; a URL the handle refuses is a usage error (exit 2),
 /// anything else a target error (exit 3).
-pub async fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Redis> {
+pub(crate) async fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Redis> {
     match tokio::time::timeout(CONNECT_BOUND, Redis::connect(url, opts)).await {
         Err(_) => Err(Error::ConnectTimeout {
             url: url.to_string(),
@@ -116,7 +116,7 @@ pub async fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Redis> {
 }
 
 /// Starts the throwaway server the scenario describes.
-pub async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer> {
+pub(crate) async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer> {
     let server_cfg = ServerConfig {
         maxmemory: cfg.maxmemory.clone(),
         maxmemory_policy: cfg.maxmemory_policy.clone(),
@@ -138,7 +138,11 @@ pub async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer> {
 }
 
 /// The target for this command: the given URL, or a throwaway server configured by `cfg`.
-pub async fn open(spec: &TargetSpec, cfg: &RedisConfig, progress: &Progress) -> Result<Target> {
+pub(crate) async fn open(
+    spec: &TargetSpec,
+    cfg: &RedisConfig,
+    progress: &Progress,
+) -> Result<Target> {
     let opts = connect_options(cfg, spec.tls_ca_pem.clone());
     if let Some(url) = &spec.url {
         if cfg.maxmemory.is_some()
@@ -182,10 +186,10 @@ pub async fn open(spec: &TargetSpec, cfg: &RedisConfig, progress: &Progress) -> 
 }
 
 /// Concurrency of the calibration: the same `-c 50` as the redis-benchmark comparison.
-pub const CALIBRATION_CONCURRENCY: usize = 50;
+pub(crate) const CALIBRATION_CONCURRENCY: usize = 50;
 
 /// `concurrency` tasks send `PING`s until `budget` has passed or `max_ops` were sent.
-pub async fn calibrate(redis: &Redis, budget: Duration, max_ops: u64) -> Calibration {
+pub(crate) async fn calibrate(redis: &Redis, budget: Duration, max_ops: u64) -> Calibration {
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

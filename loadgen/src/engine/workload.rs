@@ -40,15 +40,15 @@ use crate::error::{Error, Result};
 use crate::scenario::{KeyspaceConfig, Op, Scenario};
 
 /// Everything the users share. Built once per run.
-pub struct Workload {
-    pub sessions: SessionStore,
-    pub tokens: TokenCache,
-    pub limiter: RateLimiter,
-    pub keyspace: Keyspace,
-    pub recorder: Recorder,
-    pub invariants: Invariants,
+pub(crate) struct Workload {
+    pub(crate) sessions: SessionStore,
+    pub(crate) tokens: TokenCache,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) keyspace: Keyspace,
+    pub(crate) recorder: Recorder,
+    pub(crate) invariants: Invariants,
     /// The command's cancellation (Ctrl-C): users stop at their next step.
-    pub cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     mix: WeightedIndex<u32>,
     interval: Option<Duration>,
     inject_delay: Option<Duration>,
@@ -136,14 +136,14 @@ fn unix_now() -> u64 {
 }
 
 /// The stores for `s` on `redis`, with the scenario's key prefix, timeouts and rules.
-pub struct Stores {
-    pub sessions: SessionStore,
-    pub tokens: TokenCache,
-    pub limiter: RateLimiter,
+pub(crate) struct Stores {
+    pub(crate) sessions: SessionStore,
+    pub(crate) tokens: TokenCache,
+    pub(crate) limiter: RateLimiter,
 }
 
 impl Stores {
-    pub fn new(s: &Scenario, redis: &cache::Redis) -> Result<Stores> {
+    pub(crate) fn new(s: &Scenario, redis: &cache::Redis) -> Result<Stores> {
         let k = &s.keyspace;
         let keys = schema(k)?;
         Ok(Stores {
@@ -162,7 +162,7 @@ impl Stores {
 }
 
 /// The key schema of the scenario's prefix.
-pub fn schema(k: &KeyspaceConfig) -> Result<KeySchema> {
+pub(crate) fn schema(k: &KeyspaceConfig) -> Result<KeySchema> {
     KeySchema::new(&k.prefix).map_err(|e| Error::usage(format!("keyspace.prefix: {e}")))
 }
 
@@ -198,7 +198,7 @@ pub fn login_session(user_id: &str, ip: &str, payload: &str) -> NewSession {
 }
 
 /// The claims loadgen caches for a user's access token.
-pub fn claims(user_id: String, exp: u64) -> Claims {
+pub(crate) fn claims(user_id: String, exp: u64) -> Claims {
     Claims {
         user_id,
         client_id: "loadgen".into(),
@@ -207,24 +207,24 @@ pub fn claims(user_id: String, exp: u64) -> Claims {
     }
 }
 
-pub struct WorkloadParts {
-    pub sessions: SessionStore,
-    pub tokens: TokenCache,
-    pub limiter: RateLimiter,
-    pub keyspace: Keyspace,
-    pub weights: [(Op, u32); 7],
-    pub rate: Option<f64>,
-    pub users: u32,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub inject_delay: Option<Duration>,
-    pub seed: u64,
-    pub cancel: CancellationToken,
+pub(crate) struct WorkloadParts {
+    pub(crate) sessions: SessionStore,
+    pub(crate) tokens: TokenCache,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) keyspace: Keyspace,
+    pub(crate) weights: [(Op, u32); 7],
+    pub(crate) rate: Option<f64>,
+    pub(crate) users: u32,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) inject_delay: Option<Duration>,
+    pub(crate) seed: u64,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Workload {
     /// The stores and an empty keyspace for scenario `s` on `redis` (nothing written yet).
-    pub fn for_scenario(
+    pub(crate) fn for_scenario(
         s: &Scenario,
         redis: &cache::Redis,
         inject_delay: Option<Duration>,
@@ -252,7 +252,7 @@ impl Workload {
         })
     }
 
-    pub fn new(p: WorkloadParts) -> Result<Workload> {
+    pub(crate) fn new(p: WorkloadParts) -> Result<Workload> {
         let mix = WeightedIndex::new(p.weights.iter().map(|(_, w)| *w))
             .map_err(|e| Error::usage(format!("mix: {e}")))?;
         Ok(Workload {
@@ -398,7 +398,11 @@ impl Workload {
     }
 
     /// Puts a fresh access token for the account; the caller installs it.
-    pub async fn issue_token(&self, a: usize, rng: &mut SmallRng) -> cache::Result<TokenSlot> {
+    pub(crate) async fn issue_token(
+        &self,
+        a: usize,
+        rng: &mut SmallRng,
+    ) -> cache::Result<TokenSlot> {
         let token = Keyspace::new_token(rng);
         let exp = unix_now() + self.keyspace.token_ttl.as_secs();
         self.tokens

@@ -14,12 +14,12 @@
 use std::fmt::Write;
 
 /// Line colours, one per series, in a fixed order.
-pub const COLORS: [&str; 7] = [
+pub(crate) const COLORS: [&str; 7] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
 ];
 
 /// A "nice" step (1, 2 or 5 × 10^k) giving about `n` ticks up to `max`.
-pub fn nice_step(max: f64, n: f64) -> f64 {
+pub(crate) fn nice_step(max: f64, n: f64) -> f64 {
     let raw = (max / n).max(1e-9);
     let mag = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
@@ -29,14 +29,14 @@ pub fn nice_step(max: f64, n: f64) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
 /// `from`, `from + step`, ... while at most `until` (by repeated addition, as the ticks are drawn).
-pub fn ticks(from: f64, step: f64, until: f64) -> Vec<f64> {
+pub(crate) fn ticks(from: f64, step: f64, until: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut v = from;
     while v <= until {
@@ -48,29 +48,29 @@ pub fn ticks(from: f64, step: f64, until: f64) -> Vec<f64> {
 
 /// A 960 × 480 chart page with the plot area inside `left`/`right` (and fixed top/bottom)
 /// margins, and the pieces drawn around the data.
-pub struct Canvas {
-    pub left: f64,
-    pub right: f64,
+pub(crate) struct Canvas {
+    pub(crate) left: f64,
+    pub(crate) right: f64,
 }
 
 impl Canvas {
-    pub const W: f64 = 960.0;
-    pub const H: f64 = 480.0;
-    pub const TOP: f64 = 40.0;
-    pub const BOTTOM: f64 = 50.0;
+    pub(crate) const W: f64 = 960.0;
+    pub(crate) const H: f64 = 480.0;
+    pub(crate) const TOP: f64 = 40.0;
+    pub(crate) const BOTTOM: f64 = 50.0;
 
     /// Width of the plot area.
-    pub fn pw(&self) -> f64 {
+    pub(crate) fn pw(&self) -> f64 {
         Self::W - self.left - self.right
     }
 
     /// Height of the plot area.
-    pub fn ph(&self) -> f64 {
+    pub(crate) fn ph(&self) -> f64 {
         Self::H - Self::TOP - Self::BOTTOM
     }
 
     /// The `<svg>` element, a white page and the title centred over the plot area.
-    pub fn open(&self, s: &mut String, title: &str) {
+    pub(crate) fn open(&self, s: &mut String, title: &str) {
         let (w, h) = (Self::W, Self::H);
         let _ = writeln!(
             s,
@@ -86,7 +86,7 @@ impl Canvas {
     }
 
     /// A chart without data: `message` in the middle, and the document closed.
-    pub fn close_empty(s: &mut String, message: &str) {
+    pub(crate) fn close_empty(s: &mut String, message: &str) {
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" text-anchor="middle">{message}</text></svg>"#,
@@ -96,7 +96,7 @@ impl Canvas {
     }
 
     /// Horizontal grid lines across the plot area at each `y`.
-    pub fn grid(&self, s: &mut String, ys: impl IntoIterator<Item = f64>) {
+    pub(crate) fn grid(&self, s: &mut String, ys: impl IntoIterator<Item = f64>) {
         let _ = writeln!(s, r##"<g stroke="#ccc">"##);
         for y in ys {
             let _ = writeln!(
@@ -110,7 +110,7 @@ impl Canvas {
     }
 
     /// Tick labels left of the plot area: `(y, label)`.
-    pub fn y_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, String)>) {
+    pub(crate) fn y_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, String)>) {
         for (y, label) in labels {
             let _ = writeln!(
                 s,
@@ -122,7 +122,7 @@ impl Canvas {
     }
 
     /// Tick labels under the plot area: `(x, value)`, the value printed without decimals.
-    pub fn x_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, f64)>) {
+    pub(crate) fn x_labels(&self, s: &mut String, labels: impl IntoIterator<Item = (f64, f64)>) {
         for (x, t) in labels {
             let _ = writeln!(
                 s,
@@ -133,7 +133,7 @@ impl Canvas {
     }
 
     /// The plot area's border and the axis titles; the y title is drawn rotated at `y_title_x`.
-    pub fn frame(&self, s: &mut String, x_title: &str, y_title: &str, y_title_x: f64) {
+    pub(crate) fn frame(&self, s: &mut String, x_title: &str, y_title: &str, y_title_x: f64) {
         let (pw, ph) = (self.pw(), self.ph());
         let _ = writeln!(
             s,

@@ -9,13 +9,13 @@ use std::fmt::Write;
 
 /// Column alignment in the rendered table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
 
 /// A Markdown table under construction.
-pub struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     align: Vec<Align>,
     rows: Vec<Vec<String>>,
@@ -23,7 +23,7 @@ pub struct Table {
 
 impl Table {
     /// Columns as `(title, alignment)`.
-    pub fn new(columns: &[(&str, Align)]) -> Table {
+    pub(crate) fn new(columns: &[(&str, Align)]) -> Table {
         Table {
             header: columns.iter().map(|(t, _)| t.to_string()).collect(),
             align: columns.iter().map(|(_, a)| *a).collect(),
@@ -32,7 +32,7 @@ impl Table {
     }
 
     /// Appends a row; cells beyond the header are dropped, missing ones left empty.
-    pub fn row<I, S>(&mut self, cells: I) -> &mut Table
+    pub(crate) fn row<I, S>(&mut self, cells: I) -> &mut Table
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -41,12 +41,8 @@ impl Table {
         self
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The table, ending with a newline.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let line = |cells: &[String]| {
             let cells: Vec<String> = (0..self.header.len())
                 .map(|i| cell(cells.get(i).map_or("", String::as_str)))

@@ -20,13 +20,13 @@
 //! | [`hgrm`], [`chart`], [`markdown`], [`fmt`] | the pieces the renderers share |
 
 pub mod capacity;
-pub mod chart;
+pub(crate) mod chart;
 pub mod compare;
 pub mod doctor;
 pub mod evict;
 pub mod fmt;
 pub mod hgrm;
-pub mod markdown;
+pub(crate) mod markdown;
 pub mod read;
 pub mod run;
 pub mod summary;

@@ -55,12 +55,12 @@ use crate::report::read::{self, Run};
 
 /// Everything `compare` needs, resolved at the edge.
 #[derive(Debug)]
-pub struct CompareOptions {
-    pub baseline: Vec<PathBuf>,
-    pub current: Vec<PathBuf>,
+pub(crate) struct CompareOptions {
+    pub(crate) baseline: Vec<PathBuf>,
+    pub(crate) current: Vec<PathBuf>,
     /// `--max-regression` as a fraction in (0, 1).
-    pub threshold: f64,
-    pub normalize: bool,
+    pub(crate) threshold: f64,
+    pub(crate) normalize: bool,
 }
 
 /// Throughput multiplier per run: 1, or for the current runs with `--normalize`, mean baseline
@@ -114,7 +114,7 @@ fn scales(base: &[Run], cur: &[Run], normalize: bool) -> Result<(Vec<f64>, Vec<f
 }
 
 /// Reads, checks and compares; the exit code comes from [`Comparison::regressions`].
-pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
+pub(crate) fn compare(opts: &CompareOptions) -> Result<Comparison> {
     let threshold = opts.threshold;
     let base = read::load_side("baseline", &opts.baseline)?;
     let cur = read::load_side("current", &opts.current)?;

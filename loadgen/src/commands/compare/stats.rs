@@ -40,14 +40,14 @@ use rand::{Rng, SeedableRng};
 use crate::report::compare::Interval;
 
 /// Up to this many splits of the pooled samples are enumerated exactly.
-pub const EXACT_SPLITS: usize = 20_000;
+pub(crate) const EXACT_SPLITS: usize = 20_000;
 /// Random splits used when there are more.
-pub const RANDOM_SPLITS: usize = 10_000;
+pub(crate) const RANDOM_SPLITS: usize = 10_000;
 /// Fewest blocks a side keeps when seconds are grouped into blocks.
 const MIN_BLOCKS: usize = 8;
 
 /// Mean of a slice (0 for an empty one).
-pub fn mean(x: &[f64]) -> f64 {
+pub(crate) fn mean(x: &[f64]) -> f64 {
     if x.is_empty() {
         return 0.0;
     }
@@ -55,7 +55,7 @@ pub fn mean(x: &[f64]) -> f64 {
 }
 
 /// A side's level: the mean of its runs' means (each run counts once, however long).
-pub fn level(runs: &[Vec<f64>]) -> f64 {
+pub(crate) fn level(runs: &[Vec<f64>]) -> f64 {
     let means: Vec<f64> = runs
         .iter()
         .filter(|r| !r.is_empty())
@@ -65,14 +65,14 @@ pub fn level(runs: &[Vec<f64>]) -> f64 {
 }
 
 /// Block length for a run of `n` seconds: ⌈n^⅓⌉, but leaving at least [`MIN_BLOCKS`] blocks.
-pub fn block_len(n: usize) -> usize {
+pub(crate) fn block_len(n: usize) -> usize {
     ((n as f64).cbrt().ceil() as usize)
         .min(n / MIN_BLOCKS)
         .max(1)
 }
 
 /// The test's units for one side: each run cut into non-overlapping blocks, block means pooled.
-pub fn units(runs: &[Vec<f64>]) -> Vec<f64> {
+pub(crate) fn units(runs: &[Vec<f64>]) -> Vec<f64> {
     runs.iter()
         .flat_map(|r| {
             let l = block_len(r.len());
@@ -186,7 +186,7 @@ fn boundary(mut lo: f64, mut hi: f64, accept: impl Fn(f64) -> bool) -> f64 {
 /// Ratio of levels current / baseline with the interval, at `confidence`, from the inverted
 /// permutation test over the sides' units ([`units`]); `None` when there are too few units for
 /// an interval at that confidence or the baseline's level is not positive.
-pub fn ratio_interval(
+pub(crate) fn ratio_interval(
     base: &[Vec<f64>],
     cur: &[Vec<f64>],
     confidence: f64,

@@ -49,14 +49,14 @@ const AUDITED_SETTINGS: [&str; 10] = [
 
 /// Everything `doctor` needs, resolved at the edge.
 #[derive(Debug)]
-pub struct DoctorOptions {
-    pub url: RedisUrl,
-    pub tls_ca_pem: Option<Vec<u8>>,
+pub(crate) struct DoctorOptions {
+    pub(crate) url: RedisUrl,
+    pub(crate) tls_ca_pem: Option<Vec<u8>>,
 }
 
 /// `loadgen doctor`: the report (the binary prints it as text or JSON; its exit code is
 /// [`DoctorReport::exit_code`]).
-pub async fn run(opts: &DoctorOptions) -> DoctorReport {
+pub(crate) async fn run(opts: &DoctorOptions) -> DoctorReport {
     let connect = ConnectOptions {
         tls_ca_pem: opts.tls_ca_pem.clone(),
         connect_timeout: Duration::from_secs(2),
@@ -139,7 +139,7 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
 }
 
 /// The guide's troubleshooting cases, in the operator's words.
-pub fn connect_finding(e: &cache::Error) -> Finding {
+pub(crate) fn connect_finding(e: &cache::Error) -> Finding {
     use cache::Error as E;
     let (check, fix) = match e {
         E::Unreachable { .. } => (

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-pub use plan::{Plan, StepRule, SweepFlags};
+pub(crate) use plan::{Plan, StepRule, SweepFlags};
 
 use crate::engine::progress::{Event, Progress};
 use crate::engine::seed::{self, OnFailure};
@@ -42,23 +42,23 @@ use crate::scenario::{Scenario, Slo, TimeKind};
 
 /// Everything `sweep` needs, resolved at the edge.
 #[derive(Debug)]
-pub struct SweepOptions {
-    pub scenario_file: PathBuf,
-    pub scenario: Scenario,
-    pub target: TargetSpec,
-    pub out: PathBuf,
-    pub plan: Plan,
+pub(crate) struct SweepOptions {
+    pub(crate) scenario_file: PathBuf,
+    pub(crate) scenario: Scenario,
+    pub(crate) target: TargetSpec,
+    pub(crate) out: PathBuf,
+    pub(crate) plan: Plan,
 }
 
 /// A finished sweep: its report (also written as `sweep.json`) and where its files are.
-pub struct SweepOutcome {
-    pub report: SweepReport,
-    pub dir: PathBuf,
+pub(crate) struct SweepOutcome {
+    pub(crate) report: SweepReport,
+    pub(crate) dir: PathBuf,
 }
 
 impl SweepOutcome {
     /// 0 a knee was found, 1 none, 130 interrupted.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.report.interrupted {
             EXIT_INTERRUPTED
         } else if self.report.knee.is_some() {
@@ -88,7 +88,7 @@ fn slo_lines(slo: &Slo) -> Vec<String> {
 }
 
 /// `loadgen sweep`.
-pub async fn run(
+pub(crate) async fn run(
     opts: &SweepOptions,
     progress: &Progress,
     cancel: CancellationToken,

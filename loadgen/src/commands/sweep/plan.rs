@@ -10,7 +10,7 @@ use crate::scenario::{Dur, Load, Scenario, Slo};
 
 /// How the offered load grows from one step to the next.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum StepRule {
+pub(crate) enum StepRule {
     /// `+N`: add N.
     Add(f64),
     /// `xF` or `P%`: multiply by F (P % = 1 + P/100).
@@ -18,14 +18,14 @@ pub enum StepRule {
 }
 
 impl StepRule {
-    pub fn next(&self, v: f64) -> f64 {
+    pub(crate) fn next(&self, v: f64) -> f64 {
         match *self {
             StepRule::Add(n) => v + n,
             StepRule::Multiply(f) => v * f,
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match *self {
             StepRule::Add(n) => format!("+{n}"),
             StepRule::Multiply(f) => format!("x{f}"),
@@ -35,35 +35,35 @@ impl StepRule {
 
 /// The sweep's flags, each already parsed into its type at the command line.
 #[derive(Clone, Debug)]
-pub struct SweepFlags {
-    pub by_users: bool,
-    pub start: Option<f64>,
-    pub rule: StepRule,
-    pub max_steps: u32,
-    pub refine: u32,
-    pub min_gain: f64,
-    pub step_duration: Duration,
-    pub users: Option<u32>,
+pub(crate) struct SweepFlags {
+    pub(crate) by_users: bool,
+    pub(crate) start: Option<f64>,
+    pub(crate) rule: StepRule,
+    pub(crate) max_steps: u32,
+    pub(crate) refine: u32,
+    pub(crate) min_gain: f64,
+    pub(crate) step_duration: Duration,
+    pub(crate) users: Option<u32>,
     /// `--slo` bounds; `None` = the scenario's own `[slo]`.
-    pub slo: Option<Slo>,
+    pub(crate) slo: Option<Slo>,
 }
 
 /// The sweep, resolved: checked once at the edge, read by every step.
 #[derive(Clone, Debug)]
-pub struct Plan {
-    pub by_users: bool,
-    pub start: f64,
-    pub rule: StepRule,
-    pub max_steps: u32,
-    pub refine: u32,
-    pub min_gain: f64,
-    pub base: Load,
-    pub slo: Slo,
+pub(crate) struct Plan {
+    pub(crate) by_users: bool,
+    pub(crate) start: f64,
+    pub(crate) rule: StepRule,
+    pub(crate) max_steps: u32,
+    pub(crate) refine: u32,
+    pub(crate) min_gain: f64,
+    pub(crate) base: Load,
+    pub(crate) slo: Slo,
 }
 
 impl Plan {
     /// Checks the flags that need the scenario (exit 2 naming the flag) and fills in its defaults.
-    pub fn new(f: &SweepFlags, s: &Scenario) -> Result<Plan> {
+    pub(crate) fn new(f: &SweepFlags, s: &Scenario) -> Result<Plan> {
         if f.max_steps == 0 || f.max_steps > 100 {
             return Err(Error::usage(format!(
                 "--max-steps {}: expected 1 to 100",
@@ -115,7 +115,7 @@ impl Plan {
         })
     }
 
-    pub fn load_for(&self, offered: f64) -> Load {
+    pub(crate) fn load_for(&self, offered: f64) -> Load {
         let mut l = self.base.clone();
         if self.by_users {
             l.users = offered.round().max(1.0) as u32;
@@ -127,7 +127,7 @@ impl Plan {
     }
 
     /// The next offered load, at least one whole user more in users mode.
-    pub fn next(&self, offered: f64) -> f64 {
+    pub(crate) fn next(&self, offered: f64) -> f64 {
         let n = self.rule.next(offered);
         if self.by_users {
             n.round().max(offered + 1.0)
@@ -137,7 +137,7 @@ impl Plan {
     }
 
     /// `2000 ops/s` or `40 users`.
-    pub fn describe(&self, offered: f64) -> String {
+    pub(crate) fn describe(&self, offered: f64) -> String {
         if self.by_users {
             format!("{offered:.0} users")
         } else {

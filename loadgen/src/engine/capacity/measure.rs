@@ -219,7 +219,7 @@ impl Writers {
 /// to the pipelined size — together several percent of a 2000-item delta); then `n` items are
 /// measured. Fails (with the reason) when a sample write fails — e.g. the server is full — or
 /// keys were evicted while measuring.
-pub async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Measurement> {
+pub(crate) async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Measurement> {
     let warm = (n / 4).max(50);
     let total = warm + n;
     let w = Writers::new(redis, s, total)?;

@@ -25,8 +25,8 @@
 //! The "at maxmemory" figures have no headroom: they are where Redis starts evicting or refusing
 //! writes, and are what the accuracy test compares with a server filled until it refused.
 
-pub mod measure;
-pub mod model;
+pub(crate) mod measure;
+pub(crate) mod model;
 
 use cache::Redis;
 
@@ -39,14 +39,14 @@ use crate::report::capacity::{
 use crate::scenario::Scenario;
 
 /// Items written per kind by `loadgen capacity`.
-pub const DEFAULT_SAMPLES: usize = 2000;
+pub(crate) const DEFAULT_SAMPLES: usize = 2000;
 /// Items per kind when the projection is added to run and sweep results (fast, a little noisier).
-pub const RESULTS_SAMPLES: usize = 1000;
+pub(crate) const RESULTS_SAMPLES: usize = 1000;
 
 const HEADROOM_WHY: &str = "kept free inside maxmemory: client query/output buffers, the script cache and a keyspace table doubling (both tables exist while it rehashes) are counted against maxmemory; the replication backlog too, once a replica connected. Replica output buffers beyond the backlog, the AOF buffer, fragmentation and fork copy-on-write are NOT counted against maxmemory: leave host RAM above maxmemory for them.";
 
 /// The scenario's steady-state keyspace (see [`CapacityReport::scenario`]).
-pub fn scenario_counts(s: &Scenario) -> Counts {
+pub(crate) fn scenario_counts(s: &Scenario) -> Counts {
     let k = &s.keyspace;
     let mut endpoints = if s.mix.ratelimit > 0 {
         k.endpoints.len() as u64
@@ -64,13 +64,13 @@ pub fn scenario_counts(s: &Scenario) -> Counts {
 }
 
 /// The `maxmemory` to project for, and where it came from (`--maxmemory`, `CONFIG GET maxmemory`...).
-pub struct Limit {
-    pub bytes: u64,
-    pub source: String,
+pub(crate) struct Limit {
+    pub(crate) bytes: u64,
+    pub(crate) source: String,
 }
 
 /// Measures and projects. `limit` is the maxmemory to project for, if any.
-pub async fn report(
+pub(crate) async fn report(
     redis: &Redis,
     s: &Scenario,
     limit: Option<Limit>,
@@ -145,7 +145,7 @@ pub async fn report(
 
 /// The projection for run and sweep results: the target's own `maxmemory`, default headroom,
 /// [`RESULTS_SAMPLES`] per kind. `None` (with a warning) when it cannot be measured.
-pub async fn for_results(
+pub(crate) async fn for_results(
     redis: &Redis,
     s: &Scenario,
     progress: &Progress,

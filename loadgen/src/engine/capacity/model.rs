@@ -25,7 +25,7 @@
 //! `server.c`). The model does the same, so the count at the limit is right even when the limit
 //! falls just past a doubling.
 
-pub use crate::report::capacity::{KindCost, MemoryModel as Model};
+pub(crate) use crate::report::capacity::{KindCost, MemoryModel as Model};
 
 /// Highest load factor at which Redis still defers a table doubling to stay under maxmemory.
 const MAX_DEFERRED_LOAD: f64 = 1.618;
@@ -43,7 +43,7 @@ fn buckets_for(keys: f64) -> f64 {
 }
 
 /// Bytes of both keyspace tables (main and `expires`) holding `keys` keys, no limit in sight.
-pub fn table_bytes(keys: f64) -> f64 {
+pub(crate) fn table_bytes(keys: f64) -> f64 {
     2.0 * BUCKET * buckets_for(keys)
 }
 
@@ -89,7 +89,7 @@ impl Model {
     }
 
     /// Predicted `used_memory` holding `counts` (sessions, tokens, counters).
-    pub fn used(&self, counts: [f64; 3], maxmemory: Option<f64>) -> f64 {
+    pub(crate) fn used(&self, counts: [f64; 3], maxmemory: Option<f64>) -> f64 {
         let data = self.data(counts);
         self.base + data + self.tables(self.keys(counts), data, maxmemory)
     }
@@ -97,7 +97,7 @@ impl Model {
     /// Largest multiple `f` of `unit` whose predicted `used_memory` stays within `limit`.
     /// `maxmemory` is the server's own limit (for the deferred doubling); `limit` may be lower
     /// (headroom). Returns 0 when not even the base fits.
-    pub fn max_scale(&self, unit: [f64; 3], limit: f64, maxmemory: Option<f64>) -> f64 {
+    pub(crate) fn max_scale(&self, unit: [f64; 3], limit: f64, maxmemory: Option<f64>) -> f64 {
         let at = |f: f64| self.used(unit.map(|u| u * f), maxmemory);
         if at(0.0) > limit || unit.iter().all(|u| *u <= 0.0) {
             return 0.0;
