@@ -1,5 +1,5 @@
 //! The experiment parser's robustness properties, written once and used twice: by the cargo-fuzz
-//! target `fuzz/fuzz_targets/chaos_experiment.rs` (nightly, libFuzzer, `#[path]`-included) and by
+//! target `fuzz/fuzz_targets/chaos_experiment.rs` (nightly, libFuzzer) and by
 //! the stable-Rust test `chaos/tests/experiment_fuzz.rs` (proptest, in `cargo test --workspace`).
 //!
 //! For any text, [`chaos::Experiment::parse`]:
@@ -11,7 +11,6 @@
 //! There is no parse → print → parse round trip to check: the only printer is that JSON, which
 //! writes durations as `{secs, nanos}`, a form the experiment grammar (humantime strings) does not
 //! read and is not meant to. An experiment file is written by people, never by the tool.
-#![allow(dead_code)] // each includer uses its own subset
 
 use chaos::Experiment;
 

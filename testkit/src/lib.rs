@@ -1,8 +1,18 @@
-//! Plumbing for the stable-Rust fallbacks of the fuzz targets (`loadgen/tests/scenario_fuzz.rs`,
-//! `chaos/tests/experiment_fuzz.rs`), which `#[path]`-include it: running a property over a
-//! proptest strategy, reading seed files, and random edits of a text — what libFuzzer's mutator
-//! does to the corpus, done by proptest so `cargo test --workspace` needs no nightly.
-#![allow(dead_code)] // each includer uses its own subset
+//! # testkit — test support for the workspace, never shipped
+//!
+//! The fuzz targets' properties are written once, here, and checked twice: by the cargo-fuzz
+//! targets in `fuzz/` (nightly, libFuzzer) and by stable-Rust tests in `cargo test --workspace`
+//! (`loadgen/tests/scenario_fuzz.rs`, `chaos/tests/experiment_fuzz.rs`), which depend on this crate
+//! as a dev-dependency instead of `#[path]`-including files across crates.
+//!
+//! - [`scenario`]: the properties of `loadgen::scenario::parse`;
+//! - [`experiment`]: the properties of `chaos::Experiment::parse`;
+//! - this module: the plumbing for the stable tests — running a property over a proptest
+//!   strategy, reading seed files, and random edits of a text (what libFuzzer's mutator does to
+//!   the corpus, done by proptest so `cargo test --workspace` needs no nightly).
+
+pub mod experiment;
+pub mod scenario;
 
 use std::fmt::Debug;
 use std::path::Path;

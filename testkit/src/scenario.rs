@@ -1,5 +1,5 @@
 //! The scenario parser's robustness properties, written once and used twice: by the cargo-fuzz
-//! target `fuzz/fuzz_targets/loadgen_scenario.rs` (nightly, libFuzzer, `#[path]`-included) and by
+//! target `fuzz/fuzz_targets/loadgen_scenario.rs` (nightly, libFuzzer) and by
 //! the stable-Rust test `loadgen/tests/scenario_fuzz.rs` (proptest, in `cargo test --workspace`).
 //!
 //! For any text and any `--set` overrides, [`loadgen::scenario::parse`]:
@@ -12,7 +12,6 @@
 //!   JSON it deserializes and validates to the same scenario.
 //!
 //! Scenarios have no `PartialEq` (and need none): two are "the same" when their JSON is.
-#![allow(dead_code)] // each includer uses its own subset
 
 use std::path::Path;
 
