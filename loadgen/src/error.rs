@@ -165,6 +165,15 @@ impl Error {
         }
     }
 
+    /// Seeding the keyspace on `target` failed (the session create is a script: `EVALSHA`).
+    pub fn seeding(target: &cache::RedisUrl, source: cache::Error) -> Error {
+        Error::redis(
+            format!("seeding the keyspace failed (target {target})"),
+            "EVALSHA",
+            source,
+        )
+    }
+
     /// Writing `path` failed after the run.
     pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::WriteResults {

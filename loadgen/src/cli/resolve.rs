@@ -12,6 +12,7 @@ use super::args::{
     By, CapacityArgs, CompareArgs, DoctorArgs, EvictArgs, RunArgs, ScenarioFlags, SweepArgs,
 };
 use super::values;
+use crate::commands::Job;
 use crate::commands::capacity::CapacityOptions;
 use crate::commands::compare::CompareOptions;
 use crate::commands::doctor::DoctorOptions;
@@ -83,10 +84,12 @@ pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
     let target = target(&a.target, env)?;
     Ok((
         RunOptions {
-            scenario_file: a.scenario.clone(),
-            scenario,
-            target,
-            out: a.out.clone(),
+            job: Job {
+                file: a.scenario.clone(),
+                scenario,
+                target,
+                out: a.out.clone(),
+            },
             inject_delay,
         },
         a.dry_run,
@@ -95,20 +98,21 @@ pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
 
 /// The configuration `--dry-run` prints: everything resolved, the URL redacted.
 pub(crate) fn dry_run_json(o: &RunOptions, tls_ca: Option<&Path>) -> String {
-    let target = match &o.target.url {
+    let j = &o.job;
+    let target = match &j.target.url {
         Some(u) => json!({ "url": u.to_string(), "throwaway": false }),
         None => json!({
             "throwaway": true,
-            "maxmemory": o.scenario.redis.maxmemory,
-            "maxmemory_policy": o.scenario.redis.maxmemory_policy,
-            "persistence": o.scenario.redis.persistence,
+            "maxmemory": j.scenario.redis.maxmemory,
+            "maxmemory_policy": j.scenario.redis.maxmemory_policy,
+            "persistence": j.scenario.redis.persistence,
         }),
     };
     serde_json::to_string_pretty(&json!({
-        "scenario_file": o.scenario_file.display().to_string(),
-        "scenario": o.scenario,
+        "scenario_file": j.file.display().to_string(),
+        "scenario": j.scenario,
         "target": target,
-        "results_under": o.out.display().to_string(),
+        "results_under": j.out.display().to_string(),
         "inject_delay": o.inject_delay.map(|d| humantime::format_duration(d).to_string()),
         "tls_ca": tls_ca.map(|p| p.display().to_string()),
     }))
@@ -136,10 +140,12 @@ pub(crate) fn sweep(a: &SweepArgs, env: &EnvUrl) -> Result<SweepOptions> {
     };
     let plan = Plan::new(&flags, &scenario)?;
     Ok(SweepOptions {
-        scenario_file: a.scenario.clone(),
-        scenario,
-        target: target(&a.target, env)?,
-        out: a.out.clone(),
+        job: Job {
+            file: a.scenario.clone(),
+            scenario,
+            target: target(&a.target, env)?,
+            out: a.out.clone(),
+        },
         plan,
     })
 }
@@ -181,10 +187,12 @@ pub(crate) fn evict(a: &EvictArgs, env: &EnvUrl) -> Result<EvictOptions> {
     let scenario = load(&a.scenario, &a.target.set, &overrides)?;
     let target = target(&a.target, env)?;
     let base = |scenario: Scenario, cases: Vec<Case>| EvictOptions {
-        scenario_file: a.scenario.clone(),
-        scenario,
-        target: target.clone(),
-        out: a.out.clone(),
+        job: Job {
+            file: a.scenario.clone(),
+            scenario,
+            target: target.clone(),
+            out: a.out.clone(),
+        },
         cases,
     };
     if !target.is_throwaway() {

@@ -35,17 +35,17 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use super::{Job, Started, verdict_exit};
 use crate::engine::capacity::{self, Limit};
 use crate::engine::progress::{Event, Progress};
 use crate::engine::seed::{self, OnFailure};
 use crate::engine::stepper::Stepper;
 use crate::engine::target::{self, Target, TargetSpec};
 use crate::engine::{redis_admin, results};
-use crate::error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, Result};
+use crate::error::Result;
 use crate::report::capacity::{CapacityReport, DEFAULT_HEADROOM};
 use crate::report::evict::{EvictReport, PolicyResult, SCHEMA_VERSION, Verdict, write_all};
 use crate::report::fmt;
-use crate::report::summary::ScenarioInfo;
 use crate::scenario::{Scenario, parse_size};
 
 /// The default matrix: the policies an operator actually chooses between.
@@ -63,10 +63,7 @@ pub(crate) struct Case {
 /// or one case (`target's own`) against a URL.
 #[derive(Debug)]
 pub(crate) struct EvictOptions {
-    pub(crate) scenario_file: PathBuf,
-    pub(crate) scenario: Scenario,
-    pub(crate) target: TargetSpec,
-    pub(crate) out: PathBuf,
+    pub(crate) job: Job,
     pub(crate) cases: Vec<Case>,
 }
 
@@ -79,13 +76,7 @@ pub(crate) struct EvictOutcome {
 impl EvictOutcome {
     /// 0 every policy SAFE, 1 one UNSAFE, 130 interrupted.
     pub(crate) fn exit_code(&self) -> i32 {
-        if self.report.interrupted {
-            EXIT_INTERRUPTED
-        } else if self.report.all_safe {
-            EXIT_PASS
-        } else {
-            EXIT_FAIL
-        }
+        verdict_exit(self.report.interrupted, self.report.all_safe)
     }
 }
 
@@ -95,15 +86,12 @@ pub(crate) async fn run(
     progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<EvictOutcome> {
-    let s = &opts.scenario;
-    let (stamp, started_utc) = results::utc_stamp();
-    let dir = results::create_dir(&opts.out, &format!("evict-{}", s.display_name()), &stamp)?;
+    let s = &opts.job.scenario;
+    let Started {
+        dir,
+        utc: started_utc,
+    } = opts.job.start("evict", "evict-", progress)?;
     let goose_dir = results::create_subdir(&dir, "goose")?;
-    progress.emit(Event::Started {
-        command: "evict",
-        scenario: s.display_name().to_string(),
-        file: opts.scenario_file.display().to_string(),
-    });
     let capacity = keyspace_needs(opts, progress).await?;
     let mut policies = Vec::new();
     for (i, case) in opts.cases.iter().enumerate() {
@@ -115,7 +103,7 @@ pub(crate) async fn run(
             index: i + 1,
             of: opts.cases.len(),
         });
-        let target = target::open(&opts.target, &case.scenario.redis, progress).await?;
+        let target = target::open(&opts.job.target, &case.scenario.redis, progress).await?;
         let file = case
             .policy
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
@@ -128,8 +116,8 @@ pub(crate) async fn run(
     }
     let report = EvictReport {
         schema_version: SCHEMA_VERSION,
-        scenario: ScenarioInfo::of(s, &opts.scenario_file),
-        target: match &opts.target.url {
+        scenario: opts.job.info(),
+        target: match &opts.job.target.url {
             Some(u) => u.to_string(),
             None => "throwaway servers".into(),
         },
@@ -153,8 +141,8 @@ async fn keyspace_needs(
     opts: &EvictOptions,
     progress: &Progress,
 ) -> Result<Option<CapacityReport>> {
-    let s = &opts.scenario;
-    let (target, limit) = if opts.target.is_throwaway() {
+    let s = &opts.job.scenario;
+    let (target, limit) = if opts.job.target.is_throwaway() {
         let mut cfg = s.redis.clone();
         cfg.maxmemory = None;
         cfg.maxmemory_policy = None;
@@ -170,7 +158,7 @@ async fn keyspace_needs(
             });
         (t, limit)
     } else {
-        let t = target::open(&opts.target, &s.redis, progress).await?;
+        let t = target::open(&opts.job.target, &s.redis, progress).await?;
         let limit = redis_admin::maxmemory(&t.redis).await.map(|bytes| Limit {
             bytes,
             source: "CONFIG GET maxmemory".into(),
@@ -215,16 +203,9 @@ async fn one_policy(
     };
     let mut stepper = Stepper::new(target, s, cancel.clone(), progress.clone())?;
     // Counting, never failing: every refusal is a finding. `Err` cannot come back.
-    let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Count)
+    let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Count, progress)
         .await
         .unwrap_or_default();
-    progress.emit(Event::Seeded {
-        sessions: seeded.sessions,
-        accounts: seeded.accounts,
-        seconds: seeded.seconds,
-        refused_oom: seeded.oom,
-        other_errors: seeded.other,
-    });
     let out = stepper.step(&s.load, html).await?;
     let audit = seed::audit(stepper.workload(), s.seed).await;
     let after = redis_admin::info(redis, "all").await.unwrap_or_default();

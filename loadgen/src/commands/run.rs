@@ -17,26 +17,20 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::{Job, Started, verdict_exit};
 use crate::engine::progress::{Event, Progress};
 use crate::engine::seed::{self, OnFailure};
-use crate::engine::target::{self, Target, TargetSpec};
+use crate::engine::target::{self, Target};
 use crate::engine::workload::Workload;
 use crate::engine::{attack, capacity, judge, redis_admin, results, sampler};
-use crate::error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, Error, Result};
+use crate::error::{Error, Result};
 use crate::report::run::write_all;
-use crate::report::summary::{
-    RedisReport, RunInfo, SCHEMA_VERSION, ScenarioInfo, SloResult, Summary,
-};
-use crate::scenario::Scenario;
+use crate::report::summary::{RedisReport, RunInfo, SCHEMA_VERSION, SloResult, Summary};
 
 /// Everything `run` needs, resolved at the edge.
 #[derive(Debug)]
 pub(crate) struct RunOptions {
-    pub(crate) scenario_file: PathBuf,
-    pub(crate) scenario: Scenario,
-    pub(crate) target: TargetSpec,
-    /// Directory under which the results directory is created.
-    pub(crate) out: PathBuf,
+    pub(crate) job: Job,
     /// Added inside every operation's measured service time (a controlled slowdown).
     pub(crate) inject_delay: Option<Duration>,
 }
@@ -50,13 +44,7 @@ pub(crate) struct RunOutcome {
 impl RunOutcome {
     /// 0 every SLO and invariant held, 1 one failed, 130 interrupted.
     pub(crate) fn exit_code(&self) -> i32 {
-        if self.summary.run.interrupted {
-            EXIT_INTERRUPTED
-        } else if self.summary.slo.passed {
-            EXIT_PASS
-        } else {
-            EXIT_FAIL
-        }
+        verdict_exit(self.summary.run.interrupted, self.summary.slo.passed)
     }
 }
 
@@ -66,15 +54,12 @@ pub(crate) async fn run(
     progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<RunOutcome> {
-    let s = &opts.scenario;
-    let (stamp, started_utc) = results::utc_stamp();
-    let dir = results::create_dir(&opts.out, s.display_name(), &stamp)?;
-    progress.emit(Event::Started {
-        command: "run",
-        scenario: s.display_name().to_string(),
-        file: opts.scenario_file.display().to_string(),
-    });
-    let target = match target::open(&opts.target, &s.redis, progress).await {
+    let s = &opts.job.scenario;
+    let Started {
+        dir,
+        utc: started_utc,
+    } = opts.job.start("run", "", progress)?;
+    let target = match target::open(&opts.job.target, &s.redis, progress).await {
         Ok(t) => t,
         Err(e) => {
             results::remove_if_empty(&dir);
@@ -97,7 +82,7 @@ async fn measure(
     progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<RunOutcome> {
-    let s = &opts.scenario;
+    let s = &opts.job.scenario;
     let redis = &target.redis;
     let before = redis_admin::info(redis, "all")
         .await
@@ -117,20 +102,9 @@ async fn measure(
         opts.inject_delay,
         cancel.clone(),
     )?);
-    let seeded = seed::seed(&w, s.seed, OnFailure::Stop).await.map_err(|e| {
-        Error::redis(
-            format!("seeding the keyspace failed (target {})", target.url),
-            "EVALSHA",
-            e,
-        )
-    })?;
-    progress.emit(Event::Seeded {
-        sessions: seeded.sessions,
-        accounts: seeded.accounts,
-        seconds: seeded.seconds,
-        refused_oom: seeded.oom,
-        other_errors: seeded.other,
-    });
+    let seeded = seed::seed(&w, s.seed, OnFailure::Stop, progress)
+        .await
+        .map_err(|e| Error::seeding(&target.url, e))?;
     if cancel.is_cancelled() {
         progress.emit(Event::InterruptedBeforeLoad);
         return Err(Error::Interrupted);
@@ -171,7 +145,7 @@ async fn measure(
 
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
-        scenario: ScenarioInfo::of(s, &opts.scenario_file),
+        scenario: opts.job.info(),
         config: s.clone(),
         target: target.info(),
         run: RunInfo {

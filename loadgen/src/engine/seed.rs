@@ -24,6 +24,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::keyspace::Keyspace;
+use super::progress::{Event, Progress};
 use super::workload::{Workload, login_session};
 
 const CONCURRENCY: usize = 64;
@@ -52,7 +53,12 @@ pub(crate) struct Seeded {
 
 /// Seeds `w`'s keyspace with every account's sessions and token. With [`OnFailure::Stop`] the
 /// first failed write is returned as the error; the cancellation token stops it early.
-pub(crate) async fn seed(w: &Workload, seed: u64, on_failure: OnFailure) -> cache::Result<Seeded> {
+pub(crate) async fn seed(
+    w: &Workload,
+    seed: u64,
+    on_failure: OnFailure,
+    progress: &Progress,
+) -> cache::Result<Seeded> {
     let started = Instant::now();
     let ks = &w.keyspace;
     let per = ks.sessions_per_account();
@@ -113,13 +119,21 @@ pub(crate) async fn seed(w: &Workload, seed: u64, on_failure: OnFailure) -> cach
         return Err(e);
     }
     let sessions = stored.into_inner();
-    Ok(Seeded {
+    let seeded = Seeded {
         sessions,
         accounts: sessions.div_ceil(per as u64),
         oom: oom.into_inner(),
         other: other.into_inner(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    progress.emit(Event::Seeded {
+        sessions: seeded.sessions,
+        accounts: seeded.accounts,
+        seconds: seeded.seconds,
+        refused_oom: seeded.oom,
+        other_errors: seeded.other,
+    });
+    Ok(seeded)
 }
 
 #[derive(Default)]

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::console;
+
 /// Bumped on incompatible changes to `loadgen doctor --format json`.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -92,10 +94,13 @@ impl DoctorReport {
                 .unwrap_or_default()
         );
         if !self.nodes.is_empty() {
+            let rows = self
+                .nodes
+                .iter()
+                .map(|n| vec![n.address.clone(), n.role.clone(), n.state.clone()])
+                .collect();
             out.push_str("\nnodes:\n");
-            for n in &self.nodes {
-                out.push_str(&format!("  {:<24} {:<10} {}\n", n.address, n.role, n.state));
-            }
+            out.push_str(&console::table(&["address", "role", "state"], rows, 3));
         }
         if let Some(keys) = &self.keys {
             out.push_str(&format!(
@@ -107,17 +112,25 @@ impl DoctorReport {
                     ""
                 }
             ));
-            for (kind, k) in &keys.per_kind {
-                out.push_str(&format!(
-                    "  {:<14} {:>9} keys  {:>6} without TTL  {}\n",
-                    kind,
-                    k.keys,
-                    k.without_ttl,
-                    k.sampled_bytes_per_key
-                        .map(|b| format!("~{b} B/key"))
-                        .unwrap_or_default()
-                ));
-            }
+            let rows = keys
+                .per_kind
+                .iter()
+                .map(|(kind, k)| {
+                    vec![
+                        kind.clone(),
+                        k.keys.to_string(),
+                        k.without_ttl.to_string(),
+                        k.sampled_bytes_per_key
+                            .map(|b| format!("~{b} B"))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push_str(&console::table(
+                &["kind", "keys", "without TTL", "bytes/key"],
+                rows,
+                1,
+            ));
         }
         let mut findings = self.findings.clone();
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));

@@ -17,11 +17,12 @@
 //! | [`doctor`] | `loadgen doctor`'s findings |
 //! | [`compare`] | `loadgen compare`'s Markdown and JSON |
 //! | [`read`] | reading `summary.json` back |
-//! | [`hgrm`], [`chart`], [`markdown`], [`fmt`] | the pieces the renderers share |
+//! | [`hgrm`], [`chart`], [`markdown`], [`console`], [`fmt`] | the pieces the renderers share |
 
 pub mod capacity;
 pub(crate) mod chart;
 pub mod compare;
+pub(crate) mod console;
 pub mod doctor;
 pub mod evict;
 pub mod fmt;

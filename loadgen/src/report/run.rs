@@ -6,11 +6,9 @@ use std::fmt::Write;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
-use tabled::builder::Builder;
-use tabled::settings::object::Columns;
-use tabled::settings::{Alignment, Style};
 
 use super::chart::{COLORS, Canvas, nice_step, ticks};
+use super::console;
 use super::fmt;
 use super::hgrm::percentile_distribution;
 use super::markdown::{Align, Table};
@@ -216,28 +214,30 @@ pub fn markdown(s: &Summary) -> String {
 
 /// The console summary: one row per op, the invariants, the verdict line.
 pub fn console(s: &Summary) -> String {
-    let mut b = Builder::default();
-    b.push_record([
-        "op", "count", "ops/s", "p50", "p99", "p99.9", "max", "errors",
-    ]);
-    for (name, st) in &s.ops {
-        let r = &st.response;
-        b.push_record([
-            name.clone(),
-            st.count.to_string(),
-            format!("{:.1}", st.throughput),
-            fmt::us(r.p50_us),
-            fmt::us(r.p99_us),
-            fmt::us(r.p99_9_us),
-            fmt::us(r.max_us),
-            st.errors.to_string(),
-        ]);
-    }
-    let mut table = b.build();
-    table
-        .with(Style::blank())
-        .modify(Columns::new(1..), Alignment::right());
-    let mut o = format!("{table}\n");
+    let rows = s
+        .ops
+        .iter()
+        .map(|(name, st)| {
+            let r = &st.response;
+            vec![
+                name.clone(),
+                st.count.to_string(),
+                format!("{:.1}", st.throughput),
+                fmt::us(r.p50_us),
+                fmt::us(r.p99_us),
+                fmt::us(r.p99_9_us),
+                fmt::us(r.max_us),
+                st.errors.to_string(),
+            ]
+        })
+        .collect();
+    let mut o = console::table(
+        &[
+            "op", "count", "ops/s", "p50", "p99", "p99.9", "max", "errors",
+        ],
+        rows,
+        1,
+    );
     let i = &s.invariants;
     let _ = writeln!(
         o,

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::capacity::{self, CapacityReport};
 use super::chart::{Canvas, esc, nice_step, ticks};
+use super::console;
 use super::fmt::us as fmt_us;
 use super::markdown::{Align, Table};
 use super::summary::{Environment, ScenarioInfo, TargetInfo};
@@ -99,25 +100,43 @@ pub fn row_line(r: &StepRow) -> String {
 
 /// The terminal summary: every step, the knee, why it stopped.
 pub fn table(r: &SweepReport) -> String {
-    let mut o = format!(
-        "{:>4} {:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7}  verdict\n",
-        "step",
-        "phase",
-        if r.by == "users" {
-            "users"
-        } else {
-            "offered/s"
-        },
-        "achieved/s",
-        "p50",
-        "p99",
-        "p99.9",
-        "errors"
+    let rows = r
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.index.to_string(),
+                s.phase.to_string(),
+                format!("{:.0}", s.offered),
+                format!("{:.1}", s.achieved),
+                fmt_us(s.p50_us),
+                fmt_us(s.p99_us),
+                fmt_us(s.p99_9_us),
+                s.errors.to_string(),
+                verdict(s),
+            ]
+        })
+        .collect();
+    let offered = if r.by == "users" {
+        "users"
+    } else {
+        "offered/s"
+    };
+    let mut o = console::table(
+        &[
+            "step",
+            "phase",
+            offered,
+            "achieved/s",
+            "p50",
+            "p99",
+            "p99.9",
+            "errors",
+            "verdict",
+        ],
+        rows,
+        2,
     );
-    for s in &r.steps {
-        o.push_str(&row_line(s));
-        o.push('\n');
-    }
     let _ = writeln!(o, "stopped: {}", r.stopped_because);
     match &r.knee {
         Some(k) => {

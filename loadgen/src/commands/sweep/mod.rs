@@ -30,23 +30,20 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use plan::{Plan, StepRule, SweepFlags};
 
+use crate::commands::{Job, Started, verdict_exit};
 use crate::engine::progress::{Event, Progress};
 use crate::engine::seed::{self, OnFailure};
 use crate::engine::stepper::Stepper;
-use crate::engine::target::{self, Target, TargetSpec};
+use crate::engine::target::{self, Target};
 use crate::engine::{capacity, judge, redis_admin, results};
-use crate::error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, Error, Result};
-use crate::report::summary::ScenarioInfo;
+use crate::error::{Error, Result};
 use crate::report::sweep::{Knee, SCHEMA_VERSION, StepRow, SweepReport, write_all};
-use crate::scenario::{Scenario, Slo, TimeKind};
+use crate::scenario::{Slo, TimeKind};
 
 /// Everything `sweep` needs, resolved at the edge.
 #[derive(Debug)]
 pub(crate) struct SweepOptions {
-    pub(crate) scenario_file: PathBuf,
-    pub(crate) scenario: Scenario,
-    pub(crate) target: TargetSpec,
-    pub(crate) out: PathBuf,
+    pub(crate) job: Job,
     pub(crate) plan: Plan,
 }
 
@@ -59,13 +56,7 @@ pub(crate) struct SweepOutcome {
 impl SweepOutcome {
     /// 0 a knee was found, 1 none, 130 interrupted.
     pub(crate) fn exit_code(&self) -> i32 {
-        if self.report.interrupted {
-            EXIT_INTERRUPTED
-        } else if self.report.knee.is_some() {
-            EXIT_PASS
-        } else {
-            EXIT_FAIL
-        }
+        verdict_exit(self.report.interrupted, self.report.knee.is_some())
     }
 }
 
@@ -93,15 +84,12 @@ pub(crate) async fn run(
     progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<SweepOutcome> {
-    let s = &opts.scenario;
-    let (stamp, started_utc) = results::utc_stamp();
-    let dir = results::create_dir(&opts.out, &format!("sweep-{}", s.display_name()), &stamp)?;
-    progress.emit(Event::Started {
-        command: "sweep",
-        scenario: s.display_name().to_string(),
-        file: opts.scenario_file.display().to_string(),
-    });
-    let target = match target::open(&opts.target, &s.redis, progress).await {
+    let s = &opts.job.scenario;
+    let Started {
+        dir,
+        utc: started_utc,
+    } = opts.job.start("sweep", "sweep-", progress)?;
+    let target = match target::open(&opts.job.target, &s.redis, progress).await {
         Ok(t) => t,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -127,7 +115,7 @@ async fn sweep(
     progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<SweepOutcome> {
-    let (s, plan) = (&opts.scenario, &opts.plan);
+    let (s, plan) = (&opts.job.scenario, &opts.plan);
     let info = redis_admin::info(&target.redis, "server")
         .await
         .map_err(|e| Error::redis(format!("INFO on {}", target.url), "INFO", e))?;
@@ -137,22 +125,9 @@ async fn sweep(
         version: version.clone(),
     });
     let mut stepper = Stepper::new(target, s, cancel.clone(), progress.clone())?;
-    let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Stop)
+    seed::seed(stepper.workload(), s.seed, OnFailure::Stop, progress)
         .await
-        .map_err(|e| {
-            Error::redis(
-                format!("seeding the keyspace failed (target {})", target.url),
-                "EVALSHA",
-                e,
-            )
-        })?;
-    progress.emit(Event::Seeded {
-        sessions: seeded.sessions,
-        accounts: seeded.accounts,
-        seconds: seeded.seconds,
-        refused_oom: seeded.oom,
-        other_errors: seeded.other,
-    });
+        .map_err(|e| Error::seeding(&target.url, e))?;
     progress.note(format!(
         "stepping {} from {}",
         if plan.by_users { "users" } else { "ops/s" },
@@ -179,7 +154,7 @@ async fn sweep(
     };
     let report = SweepReport {
         schema_version: SCHEMA_VERSION,
-        scenario: ScenarioInfo::of(s, &opts.scenario_file),
+        scenario: opts.job.info(),
         target: target.info(),
         started_utc,
         results_dir: dir.display().to_string(),
