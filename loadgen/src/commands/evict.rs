@@ -201,7 +201,7 @@ async fn one_policy(
             .and_then(|c| c.get("maxmemory-policy").cloned())
             .unwrap_or_else(|| "unknown (CONFIG GET refused)".into())
     };
-    let mut stepper = Stepper::new(target, s, cancel.clone(), progress.clone())?;
+    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone())?;
     // Counting, never failing: every refusal is a finding. `Err` cannot come back.
     let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Count, progress)
         .await

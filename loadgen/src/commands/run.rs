@@ -12,7 +12,6 @@
 //! server is removed on every path.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -20,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::{Job, Started, verdict_exit};
 use crate::engine::progress::{Event, Progress};
 use crate::engine::seed::{self, OnFailure};
+use crate::engine::stepper::{StepOutcome, Stepper};
 use crate::engine::target::{self, Target};
-use crate::engine::workload::Workload;
-use crate::engine::{attack, capacity, judge, redis_admin, results, sampler};
+use crate::engine::{capacity, judge, redis_admin, results, sampler};
 use crate::error::{Error, Result};
 use crate::report::run::write_all;
-use crate::report::summary::{RedisReport, RunInfo, SCHEMA_VERSION, SloResult, Summary};
+use crate::report::summary::{RedisReport, RunInfo, SCHEMA_VERSION, SloResult, Summary, Verdict};
 
 /// Everything `run` needs, resolved at the edge.
 #[derive(Debug)]
@@ -96,13 +95,14 @@ async fn measure(
     let calibration = target::calibrate(redis, Duration::from_secs(1), 200_000).await;
     progress.emit(Event::Calibrated(calibration.clone()));
 
-    let w = Arc::new(Workload::for_scenario(
+    let mut stepper = Stepper::new(
+        target,
         s,
-        redis,
         opts.inject_delay,
         cancel.clone(),
-    )?);
-    let seeded = seed::seed(&w, s.seed, OnFailure::Stop, progress)
+        progress.clone(),
+    )?;
+    let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Stop, progress)
         .await
         .map_err(|e| Error::seeding(&target.url, e))?;
     if cancel.is_cancelled() {
@@ -112,12 +112,7 @@ async fn measure(
 
     let l = &s.load;
     progress.emit(Event::LoadStarted(l.clone()));
-    let sampler = sampler::Sampler::start(redis.clone());
-    let html = dir.join("report.html");
-    let measured_seconds = attack::measured(&w, l, target.goose_host(), &html, progress).await;
-    let series = sampler.finish().await;
-
-    let after = redis_admin::info(redis, "all").await.unwrap_or_default();
+    let step = stepper.step(l, &dir.join("report.html")).await?;
     let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
     // Skipped after Ctrl-C: the operator wants out, not more writes.
     let memory_projection = if cancel.is_cancelled() {
@@ -125,23 +120,24 @@ async fn measure(
     } else {
         capacity::for_results(redis, s, progress).await
     };
-    let measured = w.recorder.finish();
-    let invariants = w.invariants.counts();
-    let verdicts = judge::judge(&s.slo, &measured, &invariants, measured_seconds);
-    let passed = verdicts.iter().all(|v| v.passed);
-
-    let before_sel = sampler::selected(&before);
-    let after_sel = sampler::selected(&after);
-    let deltas = after_sel
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "used_memory" | "connected_clients" | "instantaneous_ops_per_sec"
-            )
-        })
-        .map(|(k, v)| (k.clone(), v - before_sel.get(k).copied().unwrap_or(0.0)))
-        .collect();
+    let StepOutcome {
+        measured,
+        seconds,
+        invariants,
+        ops,
+        after,
+        series,
+        bottleneck,
+        availability,
+        clock_offset_ms,
+        window_from_s,
+        ..
+    } = step;
+    let verdicts = judge::judge(&s.slo, &measured, &invariants, seconds);
+    let passed = verdicts.iter().all(Verdict::holds);
+    // From before the seeding: the run's whole footprint on the server, node by node.
+    let (deltas, deltas_by_node) = sampler::deltas(&before, &after, &series);
+    let same_server = before.get("run_id") == after.get("run_id");
 
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
@@ -153,20 +149,29 @@ async fn measure(
             results_dir: dir.display().to_string(),
             model: if l.rate.is_some() { "open" } else { "closed" },
             target_rate: l.rate,
-            measured_seconds: (measured_seconds * 1000.0).round() / 1000.0,
+            measured_seconds: (seconds * 1000.0).round() / 1000.0,
+            measured_from_s: (window_from_s * 10.0).round() / 10.0,
             interrupted: cancel.is_cancelled(),
             inject_delay_us: opts.inject_delay.map_or(0, |d| d.as_micros() as u64),
             seeded_sessions: seeded.sessions as usize,
+            redis_clock_offset_ms: clock_offset_ms,
         },
-        ops: measured.op_stats(&s.mix.weighted_ops(), measured_seconds),
+        ops,
         invariants,
         slo: SloResult { passed, verdicts },
+        bottleneck,
+        availability,
         redis: RedisReport {
             version: redis_version.clone(),
-            before: before_sel,
-            after: after_sel,
+            before: sampler::selected(&before),
+            after: sampler::selected(&after),
             deltas,
-            commandstats: after.commandstats_since(&before),
+            deltas_by_node,
+            commandstats: if same_server {
+                after.commandstats_since(&before)
+            } else {
+                Default::default()
+            },
             bytes_per_key,
             series,
         },

@@ -10,6 +10,12 @@
 //!   fails open without an error).
 //! - **revoked tokens still validating**: a token whose revocation had completed before the lookup
 //!   was sent came back valid.
+//! - **admitted while degraded**: requests a fail-open limiter let through because Redis could not
+//!   count them — over-admission by policy rather than by a lost counter, counted apart so neither
+//!   hides in the error rate.
+//!
+//! Every promise also counts how much it judged (`checked`): a run that never read a session has
+//! not shown that no session was lost, and its verdict says `not_checked`, never pass.
 //!
 //! Token cache misses (an unrevoked, unexpired token not found) are reported too, but are not a
 //! violation: the server falls back to its database.
@@ -20,8 +26,9 @@
 //! decision that *completed* before that instant is certainly in the same window. A decision
 //! completing later opens the next tracked window from its own `reset_after`. If Redis loses the
 //! counter mid-window, its fresh count restarts at 1 but our window does not, so the excess
-//! admissions show. The sliding window is checked per aligned window of the wall clock (what it
-//! guarantees), GCRA against its bound of `limit + elapsed / emission interval` admissions.
+//! admissions show. The sliding window is checked per aligned window of *Redis's* clock (what it
+//! guarantees: the script reads `TIME`), through the offset [`super::clock::ServerClock`] keeps;
+//! GCRA against its bound of `limit + elapsed / emission interval` admissions.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,54 +39,91 @@ use cache::{Algorithm, Decision, Rule};
 
 pub(crate) use crate::report::summary::InvariantCounts;
 
+/// A violation count and how many cases it judged.
+#[derive(Default)]
+struct Tally {
+    violations: AtomicU64,
+    checked: AtomicU64,
+}
+
+impl Tally {
+    fn judged(&self, checked: u64, violations: u64) {
+        self.checked.fetch_add(checked, Ordering::Relaxed);
+        self.violations.fetch_add(violations, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.violations.load(Ordering::Relaxed),
+            self.checked.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Violation and miss counters; cheap to update from every user.
 #[derive(Default)]
 pub(crate) struct Invariants {
-    lost_sessions: AtomicU64,
-    revoked_tokens_validating: AtomicU64,
-    token_cache_misses: AtomicU64,
+    sessions: Tally,
+    revoked_tokens: Tally,
+    token_lookups: Tally,
+    degraded: Tally,
     admissions: Mutex<AdmissionChecker>,
 }
 
 impl Invariants {
-    pub(crate) fn lost_session(&self) {
-        self.lost_sessions.fetch_add(1, Ordering::Relaxed);
+    /// `checked` sessions the model expected alive were judged; `lost` of them were gone.
+    pub(crate) fn sessions_judged(&self, checked: u64, lost: u64) {
+        self.sessions.judged(checked, lost);
     }
 
-    pub(crate) fn revoked_token_validated(&self) {
-        self.revoked_tokens_validating
-            .fetch_add(1, Ordering::Relaxed);
+    /// A token whose revocation had completed was presented again; `validated` if it still passed.
+    pub(crate) fn revoked_token_probed(&self, validated: bool) {
+        self.revoked_tokens.judged(1, u64::from(validated));
     }
 
-    pub(crate) fn token_cache_miss(&self) {
-        self.token_cache_misses.fetch_add(1, Ordering::Relaxed);
+    /// A live, unexpired token was looked up; `missed` if the cache did not have it.
+    pub(crate) fn token_looked_up(&self, missed: bool) {
+        self.token_lookups.judged(1, u64::from(missed));
     }
 
-    /// Feeds one non-degraded rate-limit decision for `(ip, endpoint)` under `rule`.
+    /// A limiter decision made without Redis; `admitted` if it failed open.
+    pub(crate) fn degraded_decision(&self, admitted: bool) {
+        self.degraded.judged(1, u64::from(admitted));
+    }
+
+    /// Feeds one non-degraded rate-limit decision for `(ip, endpoint)` under `rule`; `server_now`
+    /// is Redis's clock at completion ([`super::clock::ServerClock::now`]).
     pub(crate) fn rate_limit_decision(
         &self,
         key: (u32, &str),
         rule: &Rule,
         d: &Decision,
-        sent: Instant,
-        completed: Instant,
+        (sent, completed): (Instant, Instant),
+        server_now: SystemTime,
     ) {
         self.admissions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe(key, rule, d, sent, completed, SystemTime::now());
+            .observe(key, rule, d, sent, completed, server_now);
     }
 
     pub(crate) fn counts(&self) -> InvariantCounts {
+        let admissions = self.admissions.lock().unwrap_or_else(|p| p.into_inner());
+        let (lost_sessions, sessions_checked) = self.sessions.get();
+        let (revoked_tokens_validating, revoked_tokens_checked) = self.revoked_tokens.get();
+        let (token_cache_misses, tokens_checked) = self.token_lookups.get();
+        let (admitted_while_degraded, degraded_decisions) = self.degraded.get();
         InvariantCounts {
-            lost_sessions: self.lost_sessions.load(Ordering::Relaxed),
-            ratelimit_over_admissions: self
-                .admissions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .over_admitted(),
-            revoked_tokens_validating: self.revoked_tokens_validating.load(Ordering::Relaxed),
-            token_cache_misses: self.token_cache_misses.load(Ordering::Relaxed),
+            lost_sessions,
+            sessions_checked,
+            ratelimit_over_admissions: admissions.over_admitted(),
+            ratelimit_decisions_checked: admissions.judged + degraded_decisions,
+            admitted_while_degraded,
+            degraded_decisions,
+            revoked_tokens_validating,
+            revoked_tokens_checked,
+            token_cache_misses,
+            tokens_checked,
         }
     }
 }
@@ -90,7 +134,7 @@ enum Window {
         certain_until: Instant,
         allowed: u64,
     },
-    /// Aligned window number of the wall clock and admissions in it.
+    /// Aligned window number of Redis's clock and admissions in it.
     Aligned { index: u64, allowed: u64 },
     /// Admissions since the first one, and the worst excess over the GCRA bound seen.
     Gcra {
@@ -105,6 +149,8 @@ struct AdmissionChecker {
     windows: HashMap<(u32, String), Window>,
     /// Excess admissions in windows that are closed or were replaced (fixed/aligned).
     excess: u64,
+    /// Decisions judged.
+    judged: u64,
 }
 
 impl AdmissionChecker {
@@ -119,6 +165,7 @@ impl AdmissionChecker {
     ) {
         let limit = rule.limit as u64;
         let k = (key.0, key.1.to_string());
+        self.judged += 1;
         match rule.algorithm {
             Algorithm::FixedWindow => {
                 let w = self.windows.entry(k).or_insert(Window::Fixed {

@@ -36,6 +36,15 @@ pub(crate) struct SessionSlot {
     pub(crate) generation: u64,
 }
 
+impl SessionSlot {
+    fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            created: self.created,
+            refreshed: self.refreshed,
+        }
+    }
+}
+
 /// The account's current access token. The token itself is a secret: never formatted.
 #[derive(Clone)]
 pub(crate) struct TokenSlot {
@@ -44,16 +53,52 @@ pub(crate) struct TokenSlot {
     pub(crate) exp: u64,
 }
 
+/// When a session was created and last refreshed: enough to know its deadlines.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lifetime {
+    created: Instant,
+    refreshed: Instant,
+}
+
 #[derive(Default)]
 struct Account {
     sessions: Vec<Option<SessionSlot>>,
     next_slot: usize,
     token: Option<TokenSlot>,
+    /// Sessions of devices that signed in again: replaced in their slot, never read again, alive in
+    /// Redis until they expire — a log-out-everywhere must still find them.
+    abandoned: Vec<Lifetime>,
     /// "Log out everywhere" calls in flight: they delete whatever the user's index lists when
     /// they read it, including sessions a concurrent login just created.
     purges: u32,
+    /// Counts purges begun, so one can tell whether another began while it ran.
+    purge_epoch: u64,
     /// When the last of them completed; sessions created before it may have been swept.
     last_purge_end: Option<Instant>,
+}
+
+/// A "log out everywhere" in flight: what the model knew of the user when it began.
+pub(crate) struct Purge {
+    pub(crate) token: Option<TokenSlot>,
+    lifetimes: Vec<Lifetime>,
+    epoch: u64,
+    alone: bool,
+    idle: Duration,
+    absolute: Duration,
+}
+
+impl Purge {
+    /// Sessions certainly alive when the purge completed at `completed` (not near a deadline).
+    pub(crate) fn certainly_alive(&self, completed: Instant) -> u64 {
+        self.lifetimes
+            .iter()
+            .filter(|l| completed + DEADLINE_MARGIN < deadline(l, self.idle, self.absolute))
+            .count() as u64
+    }
+}
+
+fn deadline(l: &Lifetime, idle: Duration, absolute: Duration) -> Instant {
+    (l.refreshed + idle).min(l.created + absolute)
 }
 
 /// Chooses an index in `0..n` according to a [`Distribution`].
@@ -204,12 +249,18 @@ impl Keyspace {
         let n = acct.sessions.len();
         let slot = acct.next_slot % n;
         acct.next_slot = (slot + 1) % n;
-        acct.sessions[slot] = Some(SessionSlot {
+        let replaced = acct.sessions[slot].replace(SessionSlot {
             id,
             created: sent,
             refreshed: sent,
             generation,
         });
+        let (idle, absolute) = (self.idle, self.absolute);
+        acct.abandoned
+            .retain(|l| sent < deadline(l, idle, absolute));
+        if let Some(old) = replaced {
+            acct.abandoned.push(old.lifetime());
+        }
     }
 
     /// A random occupied session slot of the account.
@@ -249,14 +300,18 @@ impl Keyspace {
         s: &SessionSlot,
         completed: Instant,
     ) -> bool {
-        let acct = self.account(a);
-        let current = acct.sessions[slot]
+        let in_slot = self.account(a).sessions[slot]
             .as_ref()
-            .is_some_and(|c| c.generation == s.generation)
-            && acct.purges == 0
-            && acct.last_purge_end.is_none_or(|end| s.created > end);
-        let deadline = (s.refreshed + self.idle).min(s.created + self.absolute);
-        current && completed + DEADLINE_MARGIN < deadline
+            .is_some_and(|c| c.generation == s.generation);
+        in_slot && self.expected_alive(a, s, completed)
+    }
+
+    /// Whether a session the caller took out of its slot (a logout) should have been alive at
+    /// `completed`: no "log out everywhere" could have swept it, and no deadline was near.
+    pub(crate) fn expected_alive(&self, a: usize, s: &SessionSlot, completed: Instant) -> bool {
+        let acct = self.account(a);
+        let unswept = acct.purges == 0 && acct.last_purge_end.is_none_or(|end| s.created > end);
+        unswept && completed + DEADLINE_MARGIN < deadline(&s.lifetime(), self.idle, self.absolute)
     }
 
     /// Empties `slot` if it still holds `generation` (a session found gone is forgotten).
@@ -277,15 +332,32 @@ impl Keyspace {
     }
 
     /// Starts a "log out everywhere": empties every slot, takes the token. Pair with [`Self::end_purge`].
-    pub(crate) fn begin_purge(&self, a: usize) -> Option<TokenSlot> {
+    pub(crate) fn begin_purge(&self, a: usize) -> Purge {
         let mut acct = self.account(a);
         acct.purges += 1;
-        acct.sessions.iter_mut().for_each(|s| *s = None);
-        acct.token.take()
+        acct.purge_epoch += 1;
+        let swept_before = acct.last_purge_end;
+        let mut lifetimes: Vec<Lifetime> = acct
+            .sessions
+            .iter_mut()
+            .filter_map(|s| s.take().map(|s| s.lifetime()))
+            .collect();
+        lifetimes.append(&mut acct.abandoned);
+        // A session created before an earlier purge ended may have been swept by it.
+        lifetimes.retain(|l| swept_before.is_none_or(|end| l.created > end));
+        Purge {
+            token: acct.token.take(),
+            lifetimes,
+            epoch: acct.purge_epoch,
+            alone: acct.purges == 1,
+            idle: self.idle,
+            absolute: self.absolute,
+        }
     }
 
-    /// The purge completed at `at`: forget sessions it may have swept.
-    pub(crate) fn end_purge(&self, a: usize, at: Instant) {
+    /// The purge completed at `at`: forget sessions it may have swept. Returns whether it ran
+    /// alone (no other "log out everywhere" of the user overlapped it), so its count can be judged.
+    pub(crate) fn end_purge(&self, a: usize, purge: &Purge, at: Instant) -> bool {
         let mut acct = self.account(a);
         acct.purges = acct.purges.saturating_sub(1);
         acct.last_purge_end = Some(at);
@@ -294,6 +366,8 @@ impl Keyspace {
                 *slot = None;
             }
         }
+        acct.abandoned.retain(|l| l.created > at);
+        purge.alone && acct.purge_epoch == purge.epoch
     }
 
     pub(crate) fn has_token(&self, a: usize) -> bool {
@@ -405,12 +479,12 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let ks = Keyspace::new(&cfg, &mut rng);
         let t0 = Instant::now();
-        ks.begin_purge(0);
+        let purge = ks.begin_purge(0);
         // A concurrent login lands while the purge is in flight.
         ks.install_session(0, id(), t0);
         let (slot, s) = ks.pick_session(0, &mut rng).unwrap();
         assert!(!ks.should_be_alive(0, slot, &s, t0), "purge in flight");
-        ks.end_purge(0, t0 + Duration::from_millis(1));
+        assert!(ks.end_purge(0, &purge, t0 + Duration::from_millis(1)));
         assert!(
             ks.pick_session(0, &mut rng).is_none(),
             "swept sessions are forgotten"
@@ -420,5 +494,34 @@ mod tests {
         ks.install_session(0, id(), later);
         let (slot, s) = ks.pick_session(0, &mut rng).unwrap();
         assert!(ks.should_be_alive(0, slot, &s, later));
+    }
+
+    #[test]
+    fn log_out_everywhere_expects_the_replaced_devices_too_and_only_when_alone() {
+        let cfg = KeyspaceConfig {
+            users: 1,
+            sessions_per_user: 2,
+            ..KeyspaceConfig::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let ks = Keyspace::new(&cfg, &mut rng);
+        let t0 = Instant::now();
+        // Three sign-ins on two slots: the first device's session is replaced, still alive.
+        for _ in 0..3 {
+            ks.install_session(0, id(), t0);
+        }
+        let purge = ks.begin_purge(0);
+        let t1 = t0 + Duration::from_millis(5);
+        assert!(ks.end_purge(0, &purge, t1));
+        assert_eq!(purge.certainly_alive(t1), 3, "two in slots, one abandoned");
+        // Near the idle deadline nothing is certain.
+        let late = t0 + cfg.session_idle_timeout.0;
+        assert_eq!(purge.certainly_alive(late), 0);
+        // Two purges overlapping: neither can judge its count.
+        ks.install_session(0, id(), t1);
+        let first = ks.begin_purge(0);
+        let second = ks.begin_purge(0);
+        assert!(!ks.end_purge(0, &first, t1));
+        assert!(!ks.end_purge(0, &second, t1));
     }
 }

@@ -18,7 +18,11 @@
 //! | [`record`] | HdrHistograms per op, per-second series |
 //! | [`invariants`] | lost sessions, rate-limit over-admission, revoked tokens that validate |
 //! | [`judge`] | SLO and invariant verdicts |
+//! | [`bottleneck`] | who was the limit: loadgen, Redis or neither, with the evidence |
+//! | [`cpu`] | loadgen's own CPU: process, threads, cgroup quota |
+//! | [`availability`] | unavailability windows and the primaries that served |
 //! | [`capacity`] | bytes per key kind, measured; what fits in a `maxmemory` |
+//! | [`clock`] | Redis's clock as seen from here (`TIME` offset) |
 //! | [`results`] | the results directory, the environment record |
 //! | [`progress`] | the events commands and the engine emit |
 //!
@@ -26,7 +30,11 @@
 //! cancels it on Ctrl-C); nothing here reads a global flag.
 
 pub(crate) mod attack;
+pub(crate) mod availability;
+pub(crate) mod bottleneck;
 pub(crate) mod capacity;
+pub(crate) mod clock;
+pub(crate) mod cpu;
 pub(crate) mod invariants;
 pub(crate) mod judge;
 pub(crate) mod keyspace;

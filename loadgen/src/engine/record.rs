@@ -22,13 +22,60 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::report::run::OpHistograms;
-use crate::report::summary::{OpStats, Percentiles, SecondSample, SeriesReport};
+use crate::report::summary::{ErrorClass, OpStats, Percentiles, SecondSample, SeriesReport};
 use crate::scenario::Op;
 
 /// Highest value tracked, µs.
 pub(crate) const MAX_US: u64 = 60_000_000;
-/// Distinct error messages kept per operation; the rest are counted as "other".
-const MAX_ERROR_KINDS: usize = 16;
+/// Width of a timeline bucket, ms.
+pub(crate) const BUCKET_MS: u64 = 100;
+
+/// Outcomes of the operations that completed in one 100 ms bucket.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bucket {
+    pub(crate) ok: u32,
+    /// Failed because Redis was not there, by class (see [`super::availability::UNAVAILABLE`]).
+    pub(crate) unavailable: [u32; super::availability::UNAVAILABLE.len()],
+    /// Failed for another reason (OOM, NOPERM, a script error...).
+    pub(crate) other: u32,
+}
+
+impl Bucket {
+    fn count(&mut self, outcome: Outcome, error: Option<cache::ErrorKind>) {
+        if outcome != Outcome::Error {
+            self.ok += 1;
+            return;
+        }
+        match error.and_then(super::availability::unavailable_index) {
+            Some(i) => self.unavailable[i] += 1,
+            None => self.other += 1,
+        }
+    }
+
+    fn add(&mut self, b: &Bucket) {
+        self.ok += b.ok;
+        self.other += b.other;
+        for (a, x) in self.unavailable.iter_mut().zip(&b.unavailable) {
+            *a += x;
+        }
+    }
+
+    pub(crate) fn unavailable_total(&self) -> u32 {
+        self.unavailable.iter().sum()
+    }
+}
+
+/// Longest example message kept per error class.
+const MAX_EXAMPLE: usize = 300;
+
+/// `message` cut to [`MAX_EXAMPLE`] characters, on one line.
+fn example(message: &str) -> String {
+    let one_line = message.replace(['\n', '\r'], " ");
+    match one_line.char_indices().nth(MAX_EXAMPLE) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // Bounds are constants within the crate's limits: creation cannot fail.
@@ -57,8 +104,11 @@ struct OpRec {
     misses: u64,
     tick_count: u64,
     tick_errors: u64,
-    error_kinds: BTreeMap<String, u64>,
-    error_classes: BTreeMap<cache::ErrorKind, u64>,
+    errors_by_class: BTreeMap<cache::ErrorKind, ErrorClass>,
+    /// Open model: how late each operation started behind its schedule (response − service).
+    lag: Histogram<u64>,
+    /// Outcomes per 100 ms since the recorder started (warm-up included), for availability.
+    timeline: Vec<Bucket>,
 }
 
 impl OpRec {
@@ -74,8 +124,9 @@ impl OpRec {
             misses: 0,
             tick_count: 0,
             tick_errors: 0,
-            error_kinds: BTreeMap::new(),
-            error_classes: BTreeMap::new(),
+            errors_by_class: BTreeMap::new(),
+            lag: new_histogram(),
+            timeline: Vec::new(),
         }
     }
 }
@@ -126,6 +177,8 @@ pub(crate) struct Recorder {
     ops: Vec<Mutex<OpRec>>,
     pub(crate) window: Window,
     series: Mutex<Vec<[SecondSample; 7]>>,
+    /// When recording started: the origin of the timeline and of the INFO series.
+    pub(crate) started: Instant,
 }
 
 impl Recorder {
@@ -137,6 +190,7 @@ impl Recorder {
                 length: duration,
             },
             series: Mutex::new(Vec::new()),
+            started: Instant::now(),
         }
     }
 
@@ -158,6 +212,10 @@ impl Recorder {
         let s = service.as_micros().min(MAX_US as u128) as u64;
         let r = response.as_micros().min(MAX_US as u128) as u64;
         let measured = self.window.contains(completed);
+        let bucket = completed
+            .saturating_duration_since(self.started)
+            .as_millis() as usize
+            / BUCKET_MS as usize;
         let mut rec = self.op(op);
         rec.tick_service.saturating_record(s);
         rec.tick_response.saturating_record(r);
@@ -165,11 +223,16 @@ impl Recorder {
         if outcome == Outcome::Error {
             rec.tick_errors += 1;
         }
+        if rec.timeline.len() <= bucket {
+            rec.timeline.resize(bucket + 1, Bucket::default());
+        }
+        rec.timeline[bucket].count(outcome, error.map(|(k, _)| k));
         if !measured {
             return;
         }
         rec.service.saturating_record(s);
         rec.response.saturating_record(r);
+        rec.lag.saturating_record(r.saturating_sub(s));
         rec.count += 1;
         match outcome {
             Outcome::Ok => {}
@@ -177,17 +240,14 @@ impl Recorder {
             Outcome::Miss => rec.misses += 1,
             Outcome::Error => {
                 rec.errors += 1;
-                let kinds = rec.error_kinds.len();
-                let message = error.map(|(_, m)| m);
-                let key = match message {
-                    Some(e) if kinds < MAX_ERROR_KINDS || rec.error_kinds.contains_key(e) => {
-                        e.to_string()
-                    }
-                    _ => "other".to_string(),
-                };
-                *rec.error_kinds.entry(key).or_default() += 1;
-                let class = error.map_or(cache::ErrorKind::Other, |(k, _)| k);
-                *rec.error_classes.entry(class).or_default() += 1;
+                let (class, message) = error.unwrap_or((cache::ErrorKind::Other, "unknown"));
+                rec.errors_by_class
+                    .entry(class)
+                    .or_insert_with(|| ErrorClass {
+                        count: 0,
+                        example: example(message),
+                    })
+                    .count += 1;
             }
         }
     }
@@ -249,8 +309,9 @@ impl Recorder {
                     misses: rec.misses,
                     service: rec.service.clone(),
                     response: rec.response.clone(),
-                    error_kinds: rec.error_kinds.clone(),
-                    error_classes: rec.error_classes.clone(),
+                    errors_by_class: rec.errors_by_class.clone(),
+                    lag: rec.lag.clone(),
+                    timeline: rec.timeline.clone(),
                 }
             })
             .collect();
@@ -273,10 +334,10 @@ pub(crate) struct OpMeasured {
     pub(crate) misses: u64,
     pub(crate) service: Histogram<u64>,
     pub(crate) response: Histogram<u64>,
-    /// Error messages (up to 16 distinct, then `other`) with counts.
-    pub(crate) error_kinds: BTreeMap<String, u64>,
-    /// Errors by [`cache::ErrorKind`].
-    pub(crate) error_classes: BTreeMap<cache::ErrorKind, u64>,
+    /// Errors by [`cache::ErrorKind`], each with its first message.
+    pub(crate) errors_by_class: BTreeMap<cache::ErrorKind, ErrorClass>,
+    pub(crate) lag: Histogram<u64>,
+    pub(crate) timeline: Vec<Bucket>,
 }
 
 pub(crate) struct Measured {
@@ -353,12 +414,19 @@ impl Measured {
         s
     }
 
-    /// Error messages per op that had errors.
-    pub(crate) fn errors(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+    /// Errors per op that had errors, by class name.
+    pub(crate) fn errors(&self) -> BTreeMap<String, BTreeMap<String, ErrorClass>> {
         self.ops
             .iter()
-            .filter(|o| !o.error_kinds.is_empty())
-            .map(|o| (o.op.name().to_string(), o.error_kinds.clone()))
+            .filter(|o| !o.errors_by_class.is_empty())
+            .map(|o| {
+                let classes = o
+                    .errors_by_class
+                    .iter()
+                    .map(|(k, e)| (k.as_str().to_string(), e.clone()))
+                    .collect();
+                (o.op.name().to_string(), classes)
+            })
             .collect()
     }
 
@@ -366,8 +434,36 @@ impl Measured {
     pub(crate) fn errors_of(&self, kind: cache::ErrorKind) -> u64 {
         self.ops
             .iter()
-            .filter_map(|o| o.error_classes.get(&kind))
+            .filter_map(|o| o.errors_by_class.get(&kind))
+            .map(|e| e.count)
             .sum()
+    }
+
+    /// How late operations started behind their schedule, p99, µs (open model; 0 when closed).
+    pub(crate) fn lag_p99_us(&self) -> u64 {
+        let mut all = new_histogram();
+        for o in &self.ops {
+            let _ = all.add(&o.lag);
+        }
+        if all.is_empty() {
+            0
+        } else {
+            all.value_at_quantile(0.99)
+        }
+    }
+
+    /// Every op's outcomes per 100 ms, added up.
+    pub(crate) fn timeline(&self) -> Vec<Bucket> {
+        let mut out: Vec<Bucket> = Vec::new();
+        for o in &self.ops {
+            if out.len() < o.timeline.len() {
+                out.resize(o.timeline.len(), Bucket::default());
+            }
+            for (acc, b) in out.iter_mut().zip(&o.timeline) {
+                acc.add(b);
+            }
+        }
+        out
     }
 
     /// The histograms of every op that ran, for the `.hgrm` files.
@@ -421,8 +517,13 @@ mod tests {
         let m = r.finish();
         let login = &m.ops[Op::Login.index()];
         assert_eq!((login.count, login.errors, login.denied), (2, 1, 1));
-        assert_eq!(login.error_kinds["boom"], 1);
+        assert_eq!(
+            login.errors_by_class[&cache::ErrorKind::Timeout].example,
+            "boom"
+        );
         assert_eq!(m.errors_of(cache::ErrorKind::Timeout), 1);
+        assert_eq!(m.errors()["login"]["timeout"].count, 1);
+        assert_eq!(example(&"x".repeat(5000)).chars().count(), MAX_EXAMPLE + 1);
         let p = Percentiles::of(&login.response);
         assert!((2999..=3001).contains(&p.p50_us), "{p:?}");
         assert_eq!(m.series.len(), 1);

@@ -34,6 +34,8 @@ pub(crate) struct Target {
     pub(crate) url: RedisUrl,
     /// Set when we started the server; dropping it stops the server.
     pub(crate) throwaway: Option<RedisServer>,
+    /// How `redis` was connected, for a second handle.
+    opts: ConnectOptions,
 }
 
 impl Target {
@@ -41,6 +43,30 @@ impl Target {
     /// connects to it, and it never carries credentials).
     pub(crate) fn goose_host(&self) -> String {
         goose_host(&self.url)
+    }
+
+    /// A second handle on its own connection (the load's is multiplexed: a probe sent there
+    /// would queue behind the load in this process). `None` if it cannot connect.
+    pub(crate) async fn second_handle(&self) -> Option<Redis> {
+        connect(&self.url, &self.opts).await.ok()
+    }
+
+    /// Whether Redis runs on this machine (a throwaway server, or only loopback addresses), so
+    /// loadgen and Redis share its cores.
+    pub(crate) fn same_host(&self) -> bool {
+        let loopback = |host: &str| {
+            host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        };
+        self.throwaway.is_some()
+            || match &self.url.topology {
+                Topology::Standalone { node, .. } => loopback(&node.host),
+                Topology::Sentinel { sentinels, .. } => sentinels.iter().all(|n| loopback(&n.host)),
+                Topology::Cluster { nodes } => nodes.iter().all(|n| loopback(&n.host)),
+            }
     }
 
     /// What the results say about it (URL redacted).
@@ -158,6 +184,7 @@ pub(crate) async fn open(
             redis,
             url: url.clone(),
             throwaway: None,
+            opts,
         });
     }
     let server = start_throwaway(cfg).await?;
@@ -182,6 +209,7 @@ pub(crate) async fn open(
         redis,
         url,
         throwaway: Some(server),
+        opts,
     })
 }
 

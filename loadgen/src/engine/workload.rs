@@ -32,6 +32,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::ServerClock;
 use super::invariants::Invariants;
 use super::keyspace::{Keyspace, TokenSlot};
 use super::pacing::Pacer;
@@ -49,6 +50,8 @@ pub(crate) struct Workload {
     pub(crate) invariants: Invariants,
     /// The command's cancellation (Ctrl-C): users stop at their next step.
     pub(crate) cancel: CancellationToken,
+    /// Redis's clock, for judging what Redis decides by its clock (the sliding window).
+    pub(crate) clock: Arc<ServerClock>,
     mix: WeightedIndex<u32>,
     interval: Option<Duration>,
     inject_delay: Option<Duration>,
@@ -220,6 +223,7 @@ pub(crate) struct WorkloadParts {
     pub(crate) inject_delay: Option<Duration>,
     pub(crate) seed: u64,
     pub(crate) cancel: CancellationToken,
+    pub(crate) clock: Arc<ServerClock>,
 }
 
 impl Workload {
@@ -249,6 +253,7 @@ impl Workload {
             inject_delay,
             seed: s.seed,
             cancel,
+            clock: Arc::new(ServerClock::default()),
         })
     }
 
@@ -263,6 +268,7 @@ impl Workload {
             recorder: Recorder::new(p.duration),
             invariants: Invariants::default(),
             cancel: p.cancel,
+            clock: p.clock,
             mix,
             interval: Pacer::interval_for(p.rate, p.users),
             inject_delay: p.inject_delay,
@@ -357,7 +363,7 @@ impl Workload {
             Op::Login => self.login(a, rng, sent).await,
             Op::PageView => self.page_view(a, rng, sent).await,
             Op::ApiCall => self.api_call(a, rng, sent).await,
-            Op::TokenRefresh => self.token_refresh(a, rng).await,
+            Op::TokenRefresh => self.token_refresh(a, rng, sent).await,
             Op::Logout => self.logout(a, rng).await,
             Op::Ratelimit => self.ratelimit(rng, sent).await,
             Op::LogoutEverywhere => self.logout_everywhere(a).await,
@@ -370,11 +376,17 @@ impl Workload {
     async fn check(&self, ip: (u32, &str), endpoint: &str, sent: Instant) -> OpResult<bool> {
         let d = self.limiter.check(ip.1, endpoint).await?;
         if let Some(deg) = d.degraded {
+            self.invariants.degraded_decision(d.allowed);
             return Err(OpError::Degraded(deg));
         }
         if let Some(rule) = self.limiter.rule(endpoint) {
-            self.invariants
-                .rate_limit_decision((ip.0, endpoint), rule, &d, sent, Instant::now());
+            self.invariants.rate_limit_decision(
+                (ip.0, endpoint),
+                rule,
+                &d,
+                (sent, Instant::now()),
+                self.clock.now(),
+            );
         }
         Ok(d.allowed)
     }
@@ -412,23 +424,35 @@ impl Workload {
     }
 
     async fn page_view(&self, a: usize, rng: &mut SmallRng, sent: Instant) -> OpResult<Outcome> {
+        Ok(match self.read_session(a, rng, sent).await? {
+            Some(true) => Outcome::Ok,
+            _ => Outcome::Miss,
+        })
+    }
+
+    /// Reads one of the account's sessions (refreshing its idle timeout) and judges a miss against
+    /// the model: `None` if it holds none, `Some(found)` otherwise.
+    async fn read_session(
+        &self,
+        a: usize,
+        rng: &mut SmallRng,
+        sent: Instant,
+    ) -> OpResult<Option<bool>> {
         let ks = &self.keyspace;
         let Some((slot, s)) = ks.pick_session(a, rng) else {
-            return Ok(Outcome::Miss);
+            return Ok(None);
         };
-        match self.sessions.get(&s.id).await? {
-            Some(_) => {
-                ks.refreshed(a, slot, s.generation, sent);
-                Ok(Outcome::Ok)
-            }
-            None => {
-                if ks.should_be_alive(a, slot, &s, Instant::now()) {
-                    self.invariants.lost_session();
-                }
-                ks.forget_session(a, slot, s.generation);
-                Ok(Outcome::Miss)
-            }
+        let found = self.sessions.get(&s.id).await?.is_some();
+        // Judged while still in its slot: a concurrent logout of the same session is not a loss.
+        if ks.should_be_alive(a, slot, &s, Instant::now()) {
+            self.invariants.sessions_judged(1, u64::from(!found));
         }
+        if found {
+            ks.refreshed(a, slot, s.generation, sent);
+        } else {
+            ks.forget_session(a, slot, s.generation);
+        }
+        Ok(Some(found))
     }
 
     async fn api_call(&self, a: usize, rng: &mut SmallRng, sent: Instant) -> OpResult<Outcome> {
@@ -437,21 +461,28 @@ impl Workload {
             && let Some((token, revoked_at)) = ks.pick_revoked(rng)
         {
             let status = self.tokens.lookup(&token).await?;
-            if matches!(status, TokenStatus::Valid(_)) && sent > revoked_at {
-                self.invariants.revoked_token_validated();
+            // A lookup sent before the revocation completed may legitimately see it valid.
+            if sent > revoked_at {
+                self.invariants
+                    .revoked_token_probed(matches!(status, TokenStatus::Valid(_)));
             }
             return Ok(Outcome::Ok);
         }
         let Some(t) = ks.token(a) else {
             return Ok(Outcome::Miss);
         };
-        match self.tokens.lookup(&t.token).await? {
-            TokenStatus::Valid(_) => Ok(Outcome::Ok),
+        let status = self.tokens.lookup(&t.token).await?;
+        let live = t.exp > unix_now() + 1;
+        match status {
+            TokenStatus::Valid(_) => {
+                self.invariants.token_looked_up(false);
+                Ok(Outcome::Ok)
+            }
             // Revoked by a concurrent logout or refresh of the same account.
             TokenStatus::Revoked => Ok(Outcome::Miss),
             TokenStatus::Unknown => {
-                if t.exp > unix_now() + 1 {
-                    self.invariants.token_cache_miss();
+                if live {
+                    self.invariants.token_looked_up(true);
                 }
                 Ok(Outcome::Miss)
             }
@@ -464,7 +495,17 @@ impl Workload {
         Ok(())
     }
 
-    async fn token_refresh(&self, a: usize, rng: &mut SmallRng) -> OpResult<Outcome> {
+    /// A token refresh needs the user's session alive (as the server checks it), then swaps the
+    /// access token: put the new one, revoke the old one.
+    async fn token_refresh(
+        &self,
+        a: usize,
+        rng: &mut SmallRng,
+        sent: Instant,
+    ) -> OpResult<Outcome> {
+        if self.read_session(a, rng, sent).await? == Some(false) {
+            return Ok(Outcome::Miss);
+        }
         let old = self.keyspace.token(a);
         let new = self.issue_token(a, rng).await?;
         self.keyspace.set_token(a, new);
@@ -474,11 +515,17 @@ impl Workload {
         Ok(Outcome::Ok)
     }
 
+    /// Sign-out: destroy one session, revoke the token. A session the model held alive that the
+    /// destroy did not find was lost.
     async fn logout(&self, a: usize, rng: &mut SmallRng) -> OpResult<Outcome> {
-        let session = self.keyspace.take_session(a, rng);
-        let token = self.keyspace.take_token(a);
+        let ks = &self.keyspace;
+        let session = ks.take_session(a, rng);
+        let token = ks.take_token(a);
         if let Some(s) = session {
-            self.sessions.destroy(&s.id).await?;
+            let existed = self.sessions.destroy(&s.id).await?;
+            if ks.expected_alive(a, &s, Instant::now()) {
+                self.invariants.sessions_judged(1, u64::from(!existed));
+            }
         }
         if let Some(t) = token {
             self.revoke(t).await?;
@@ -486,15 +533,25 @@ impl Workload {
         Ok(Outcome::Ok)
     }
 
+    /// Log out everywhere: every session of the user, those in use and those left behind by
+    /// devices that signed in again. Fewer destroyed than the model knew certainly alive means
+    /// sessions were lost (a lower bound: a login racing the call can hide one).
     async fn logout_everywhere(&self, a: usize) -> OpResult<Outcome> {
-        let token = self.keyspace.begin_purge(a);
+        let ks = &self.keyspace;
+        let purge = ks.begin_purge(a);
         let r = self
             .sessions
             .destroy_all_for_user(&Keyspace::user_id(a))
             .await;
-        self.keyspace.end_purge(a, Instant::now());
-        r?;
-        if let Some(t) = token {
+        let completed = Instant::now();
+        let alone = ks.end_purge(a, &purge, completed);
+        let destroyed = r? as u64;
+        if alone {
+            let certain = purge.certainly_alive(completed);
+            self.invariants
+                .sessions_judged(certain, certain.saturating_sub(destroyed));
+        }
+        if let Some(t) = purge.token {
             self.revoke(t).await?;
         }
         Ok(Outcome::Ok)

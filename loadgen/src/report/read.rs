@@ -21,6 +21,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::summary::SCHEMA_VERSION;
+
+/// The `summary.json` versions this loadgen reads. Version 2 added fields (verdict `checked` and
+/// `status`, errors by class, bottleneck, availability) and changed none that `compare` reads, so
+/// a version-1 baseline still compares with a version-2 run.
+const READS: std::ops::RangeInclusive<u64> = 1..=SCHEMA_VERSION as u64;
 use crate::error::Error;
 
 /// One run's `summary.json`, the parts `compare` reads.
@@ -162,10 +167,11 @@ fn read_run(side: &str, file: &Path, shown: String) -> Result<Run, Error> {
                 file.display()
             )));
         }
-        Some(v) if v != u64::from(SCHEMA_VERSION) => {
+        Some(v) if !READS.contains(&v) => {
             return Err(Error::usage(format!(
-                "{side} {}: schema_version {v}, but this loadgen reads schema_version {SCHEMA_VERSION}; compare results written by the same loadgen version (or regenerate the baseline)",
-                file.display()
+                "{side} {}: schema_version {v}, but this loadgen reads schema_version {} to {SCHEMA_VERSION}; compare results written by a loadgen of that range (or regenerate the baseline)",
+                file.display(),
+                READS.start(),
             )));
         }
         Some(_) => {}

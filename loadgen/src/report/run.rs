@@ -12,7 +12,7 @@ use super::console;
 use super::fmt;
 use super::hgrm::percentile_distribution;
 use super::markdown::{Align, Table};
-use super::summary::{SecondSample, Summary};
+use super::summary::{Availability, Bottleneck, SecondSample, Status, Summary, Verdict};
 use crate::scenario::Op;
 
 /// `report.md`: the summary as tables a person can read in a pull request or a terminal.
@@ -65,6 +65,7 @@ pub fn markdown(s: &Summary) -> String {
         ("check", Align::Left),
         ("bound", Align::Left),
         ("observed", Align::Left),
+        ("checked", Align::Right),
         ("", Align::Left),
     ]);
     for v in &s.slo.verdicts {
@@ -72,11 +73,14 @@ pub fn markdown(s: &Summary) -> String {
             v.name.clone(),
             v.bound.clone(),
             v.observed.clone(),
-            if v.passed { "pass" } else { "**FAIL**" }.to_string(),
+            v.checked.to_string(),
+            verdict_cell(v),
         ]);
     }
     let _ = writeln!(o, "## Verdicts\n\n{}", t.render());
 
+    o.push_str(&bottleneck_md(&s.bottleneck));
+    o.push_str(&availability_md(&s.availability));
     let _ = writeln!(
         o,
         "## Operations\n\nResponse time counts from the intended start (queueing included); service time from the actual send. They are equal in a closed model.\n"
@@ -116,27 +120,49 @@ pub fn markdown(s: &Summary) -> String {
     o.push_str(&t.render());
 
     let i = &s.invariants;
-    let mut t = Table::new(&[("invariant", Align::Left), ("count", r)]);
-    t.row(["lost sessions".to_string(), i.lost_sessions.to_string()])
-        .row([
-            "rate-limit over-admissions".to_string(),
-            i.ratelimit_over_admissions.to_string(),
-        ])
-        .row([
-            "revoked tokens still validating".to_string(),
-            i.revoked_tokens_validating.to_string(),
-        ])
-        .row([
-            "token cache misses (informational)".to_string(),
-            i.token_cache_misses.to_string(),
-        ]);
+    let mut t = Table::new(&[("invariant", Align::Left), ("count", r), ("checked", r)]);
+    for (name, n, checked) in [
+        ("lost sessions", i.lost_sessions, i.sessions_checked),
+        (
+            "rate-limit over-admissions",
+            i.ratelimit_over_admissions,
+            i.ratelimit_decisions_checked,
+        ),
+        (
+            "admitted while degraded (fail-open)",
+            i.admitted_while_degraded,
+            i.degraded_decisions,
+        ),
+        (
+            "revoked tokens still validating",
+            i.revoked_tokens_validating,
+            i.revoked_tokens_checked,
+        ),
+        (
+            "token cache misses (informational)",
+            i.token_cache_misses,
+            i.tokens_checked,
+        ),
+    ] {
+        t.row([name.to_string(), n.to_string(), checked.to_string()]);
+    }
     let _ = write!(o, "\n## Invariants\n\n{}", t.render());
 
     if !s.errors.is_empty() {
-        let mut t = Table::new(&[("op", Align::Left), ("error", Align::Left), ("count", r)]);
-        for (op, kinds) in &s.errors {
-            for (msg, n) in kinds {
-                t.row([op.clone(), msg.clone(), n.to_string()]);
+        let mut t = Table::new(&[
+            ("op", Align::Left),
+            ("class", Align::Left),
+            ("count", r),
+            ("example", Align::Left),
+        ]);
+        for (op, classes) in &s.errors {
+            for (class, e) in classes {
+                t.row([
+                    op.clone(),
+                    class.clone(),
+                    e.count.to_string(),
+                    e.example.clone(),
+                ]);
             }
         }
         let _ = write!(o, "\n## Errors\n\n{}", t.render());
@@ -241,25 +267,231 @@ pub fn console(s: &Summary) -> String {
     let i = &s.invariants;
     let _ = writeln!(
         o,
-        "invariants: lost sessions {}, rate-limit over-admissions {}, revoked tokens validating {} (token cache misses {})",
+        "invariants: lost sessions {} of {} checked, rate-limit over-admissions {} of {}, admitted while degraded {}, revoked tokens validating {} of {} (token cache misses {})",
         i.lost_sessions,
+        i.sessions_checked,
         i.ratelimit_over_admissions,
+        i.ratelimit_decisions_checked,
+        i.admitted_while_degraded,
         i.revoked_tokens_validating,
+        i.revoked_tokens_checked,
         i.token_cache_misses
     );
-    let failed: Vec<String> = s
-        .slo
-        .verdicts
-        .iter()
-        .filter(|v| !v.passed)
-        .map(|v| format!("{} {} (bound {})", v.name, v.observed, v.bound))
-        .collect();
-    if failed.is_empty() {
-        let _ = writeln!(o, "verdict: PASS ({} checks)", s.slo.verdicts.len());
-    } else {
-        let _ = writeln!(o, "verdict: FAIL: {}", failed.join("; "));
+    o.push_str(&console_findings(s));
+    let _ = writeln!(o, "{}", verdict_line(&s.slo.verdicts));
+    o
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+/// "## Bottleneck": the verdict, its rule, and every figure it was decided on.
+pub(crate) fn bottleneck_md(b: &Bottleneck) -> String {
+    let g = &b.generator;
+    let mut t = Table::new(&[("figure", Align::Left), ("value", Align::Right)]);
+    t.row([
+        "loadgen CPU (of the cores it may use)".to_string(),
+        format!("{} of {:.2} cores", pct(g.utilisation), g.cores),
+    ])
+    .row([
+        "loadgen CPU per operation".to_string(),
+        format!("{:.1} µs", g.cpu_us_per_op),
+    ]);
+    if let Some(th) = &g.busiest_thread {
+        t.row([
+            format!("busiest loadgen thread (`{}`)", th.name),
+            pct(th.utilisation),
+        ]);
+    }
+    if let Some(th) = g.throttled {
+        t.row(["periods throttled by a cgroup quota".to_string(), pct(th)]);
+    }
+    if let Some(sv) = &b.server {
+        t.row([
+            "Redis main thread".to_string(),
+            pct(sv.main_thread_utilisation),
+        ])
+        .row([
+            "Redis CPU, all threads".to_string(),
+            format!("{:.2} cores", sv.cores_used),
+        ])
+        .row([
+            "Redis CPU per operation".to_string(),
+            format!("{:.1} µs", sv.cpu_us_per_op),
+        ]);
+    }
+    if let Some(p) = &b.probe {
+        t.row([
+            "idle PING during the load (p50 / p99)".to_string(),
+            format!("{} / {}", fmt::us(p.p50_us), fmt::us(p.p99_us)),
+        ]);
+        if let Some(idle) = p.idle_p50_us {
+            t.row(["idle PING before the load (p50)".to_string(), fmt::us(idle)]);
+        }
+    }
+    if let Some(o) = b.offered_ops_per_sec {
+        t.row([
+            "offered / achieved".to_string(),
+            format!("{o:.0} / {:.0} ops/s", b.achieved_ops_per_sec),
+        ]);
+    }
+    if let Some(l) = b.schedule_lag_p99_us {
+        t.row(["start lag behind schedule (p99)".to_string(), fmt::us(l)]);
+    }
+    if let Some(m) = b.machine_utilisation {
+        t.row([
+            "this machine's cores used by loadgen + Redis".to_string(),
+            pct(m),
+        ]);
+    }
+    format!(
+        "## Bottleneck: {}\n\n{}\n\n{}\n",
+        b.verdict.as_str(),
+        b.rule,
+        t.render()
+    )
+}
+
+/// "## Availability": primaries, switches and unavailability windows (nothing when there were
+/// neither switches nor windows).
+pub(crate) fn availability_md(a: &Availability) -> String {
+    if a.windows.is_empty() && a.switches.is_empty() {
+        return String::new();
+    }
+    let mut o = String::from("## Availability\n\n");
+    let _ = writeln!(
+        o,
+        "- primary at start: `{}`, at end: `{}`",
+        a.primary_at_start.as_deref().unwrap_or("unknown"),
+        a.primary_at_end.as_deref().unwrap_or("unknown")
+    );
+    for sw in &a.switches {
+        let _ = writeln!(
+            o,
+            "- {:.1} s: {} `{}` → `{}`",
+            sw.at_s,
+            if sw.restarted {
+                "restarted"
+            } else {
+                "switched"
+            },
+            sw.from,
+            sw.to
+        );
+    }
+    o.push('\n');
+    if !a.windows.is_empty() {
+        let right = Align::Right;
+        let mut t = Table::new(&[
+            ("from (s)", right),
+            ("to (s)", right),
+            ("lasted", right),
+            ("failed ops", right),
+            ("by class", Align::Left),
+            ("succeeded inside", right),
+        ]);
+        for w in &a.windows {
+            t.row([
+                format!("{:.1}", w.start_s),
+                format!("{:.1}", w.end_s),
+                format!("{:.1} s", w.duration_s),
+                fmt::count(w.failed_ops),
+                classes(&w.failed_by_class),
+                fmt::count(w.succeeded_ops),
+            ]);
+        }
+        let _ = write!(
+            o,
+            "Unavailable {:.1} s in all (seconds since the attack started, warm-up included):\n\n{}\n",
+            a.unavailable_s,
+            t.render()
+        );
     }
     o
+}
+
+/// `no_primary (31,329), connection_dropped (26)`.
+fn classes(by: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = by.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1));
+    v.iter()
+        .map(|(k, n)| format!("{k} ({})", fmt::count(**n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The console's lines about the bottleneck and unavailability.
+fn console_findings(s: &Summary) -> String {
+    let mut o = format!(
+        "bottleneck: {} — {}\n",
+        s.bottleneck.verdict.as_str(),
+        s.bottleneck.rule
+    );
+    for w in &s.availability.windows {
+        let _ = writeln!(
+            o,
+            "unavailable from {:.1} s to {:.1} s ({:.1} s), {} ops failed: {}",
+            w.start_s,
+            w.end_s,
+            w.duration_s,
+            fmt::count(w.failed_ops),
+            classes(&w.failed_by_class)
+        );
+    }
+    for sw in &s.availability.switches {
+        let _ = writeln!(
+            o,
+            "primary {} at {:.1} s: {} → {}",
+            if sw.restarted {
+                "restarted"
+            } else {
+                "switched"
+            },
+            sw.at_s,
+            sw.from,
+            sw.to
+        );
+    }
+    o
+}
+
+/// `pass`, `**FAIL**`, `not checked` or `**not checked (required)**`.
+fn verdict_cell(v: &Verdict) -> String {
+    match (v.status, v.required) {
+        (Status::Fail, _) => "**FAIL**".into(),
+        (Status::NotChecked, true) => "**not checked (required)**".into(),
+        (status, _) => status.words().into(),
+    }
+}
+
+/// `verdict: PASS (5 checks; not checked: lost sessions)` or `verdict: FAIL: <each failure>`.
+pub fn verdict_line(verdicts: &[Verdict]) -> String {
+    let failed: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.holds())
+        .map(|v| match v.status {
+            Status::NotChecked => format!("{} not checked (required)", v.name),
+            _ => format!("{} {} (bound {})", v.name, v.observed, v.bound),
+        })
+        .collect();
+    let unchecked: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v.status == Status::NotChecked && v.holds())
+        .map(|v| v.name.as_str())
+        .collect();
+    let judged = verdicts.len() - unchecked.len();
+    if !failed.is_empty() {
+        return format!("verdict: FAIL: {}", failed.join("; "));
+    }
+    if unchecked.is_empty() {
+        format!("verdict: PASS ({judged} checks)")
+    } else {
+        format!(
+            "verdict: PASS ({judged} checks; not checked: {})",
+            unchecked.join(", ")
+        )
+    }
 }
 
 /// One operation's histograms, for the `.hgrm` files.
@@ -290,9 +522,17 @@ pub fn write_all(
             percentile_distribution(h.service),
         )?;
     }
+    // Availability windows count from the attack's start, the chart from the measured window's.
+    let from = summary.run.measured_from_s;
+    let outages: Vec<(f64, f64)> = summary
+        .availability
+        .windows
+        .iter()
+        .map(|w| (w.start_s - from, w.end_s - from))
+        .collect();
     std::fs::write(
         dir.join("latency.svg"),
-        latency_svg(&summary.scenario.name, series),
+        latency_svg(&summary.scenario.name, series, &outages),
     )
 }
 
@@ -301,8 +541,9 @@ const CANVAS: Canvas = Canvas {
     right: 170.0,
 };
 
-/// `latency.svg`: p50 (dashed) and p99 (solid) response time per second for each operation.
-pub fn latency_svg(title: &str, series: &[[SecondSample; 7]]) -> String {
+/// `latency.svg`: p50 (dashed) and p99 (solid) response time per second for each operation, with
+/// unavailability windows (`outages`, seconds into the measured window) shaded in red.
+pub fn latency_svg(title: &str, series: &[[SecondSample; 7]], outages: &[(f64, f64)]) -> String {
     let c = &CANVAS;
     let mut s = String::new();
     c.open(
@@ -359,6 +600,18 @@ pub fn latency_svg(title: &str, series: &[[SecondSample; 7]]) -> String {
         "milliseconds",
         18.0,
     );
+    for &(from, to) in outages {
+        let (a, b) = (from.clamp(0.0, secs), to.clamp(0.0, secs));
+        if b > a {
+            let _ = writeln!(
+                s,
+                r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{ph}" fill="#d62728" fill-opacity="0.15"><title>unavailable {from:.1}–{to:.1} s</title></rect>"##,
+                x(a),
+                Canvas::TOP,
+                x(b) - x(a)
+            );
+        }
+    }
     // One pair of lines per op, and the legend.
     for (n, op) in ops.iter().enumerate() {
         let color = COLORS[op.index() % COLORS.len()];
@@ -415,10 +668,15 @@ mod tests {
             p99_us: 900,
             service_p99_us: 900,
         };
-        let svg = latency_svg("smoke", &[sec, sec, sec]);
+        let svg = latency_svg("smoke", &[sec, sec, sec], &[]);
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains(">page_view</text>"));
         assert!(svg.trim_end().ends_with("</svg>"));
-        assert!(latency_svg("x", &[]).contains("no measured data"));
+        assert!(latency_svg("x", &[], &[]).contains("no measured data"));
+        let marked = latency_svg("smoke", &[sec, sec, sec], &[(0.5, 1.5)]);
+        assert!(
+            marked.contains("<title>unavailable 0.5–1.5 s</title>"),
+            "{marked}"
+        );
     }
 }

@@ -17,10 +17,11 @@ use super::chart::{Canvas, esc, nice_step, ticks};
 use super::console;
 use super::fmt::us as fmt_us;
 use super::markdown::{Align, Table};
-use super::summary::{Environment, ScenarioInfo, TargetInfo};
+use super::summary::{Environment, Limit, ScenarioInfo, TargetInfo};
 
-/// Bumped on incompatible changes to `sweep.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on incompatible changes to `sweep.json`. 2: each step's bottleneck; a knee only where
+/// an SLO break was bracketed with the generator unsaturated, else `no_knee` with the reason.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One step as reported.
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +47,11 @@ pub struct StepRow {
     pub passed: bool,
     /// Failed checks as `name observed (bound)`.
     pub failed: Vec<String>,
+    /// Which component limited this step.
+    pub bottleneck: Limit,
+    pub bottleneck_rule: String,
+    pub generator_utilisation: f64,
+    pub redis_main_thread_utilisation: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -55,6 +61,16 @@ pub struct Knee {
     pub p50_us: u64,
     pub p99_us: u64,
     pub step: usize,
+    /// What limited the knee step (never the generator).
+    pub bottleneck: Limit,
+}
+
+/// Why a sweep found no knee, and how far it got.
+#[derive(Clone, Debug, Serialize)]
+pub struct NoKnee {
+    pub reason: String,
+    pub highest_passing_offered: Option<f64>,
+    pub highest_passing_step: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -73,8 +89,10 @@ pub struct SweepReport {
     pub step_duration: String,
     pub warmup: String,
     pub steps: Vec<StepRow>,
-    /// The highest offered load that met the SLO; `null` when none did.
+    /// The highest offered load that met the SLO, below one that broke it; `null` otherwise.
     pub knee: Option<Knee>,
+    /// When there is no knee: why, and the highest passing step.
+    pub no_knee: Option<NoKnee>,
     pub stopped_because: String,
     pub interrupted: bool,
     /// Bytes per key kind and what fits in the target's maxmemory (see `loadgen capacity`).
@@ -85,7 +103,7 @@ pub struct SweepReport {
 /// One step on one line, for the terminal and the table.
 pub fn row_line(r: &StepRow) -> String {
     format!(
-        "{:>4} {:<6} {:>10.0} {:>10.1} {:>9} {:>9} {:>9} {:>7}  {}",
+        "{:>4} {:<6} {:>10.0} {:>10.1} {:>9} {:>9} {:>9} {:>7} {:>9}  {}",
         r.index,
         r.phase,
         r.offered,
@@ -94,8 +112,35 @@ pub fn row_line(r: &StepRow) -> String {
         fmt_us(r.p99_us),
         fmt_us(r.p99_9_us),
         r.errors,
+        r.bottleneck.as_str(),
         verdict(r)
     )
+}
+
+/// The sweep's answer in one sentence (after `knee: ` on the console, in bold in Markdown).
+fn knee_sentence(r: &SweepReport) -> String {
+    let unit = if r.by == "users" { "users" } else { "ops/s" };
+    match (&r.knee, &r.no_knee) {
+        (Some(k), _) => format!(
+            "{:.0} {unit} offered, {:.0} ops/s achieved, p50 {}, p99 {}, step {}, limited by the {} (SLO: {})",
+            k.offered,
+            k.achieved,
+            fmt_us(k.p50_us),
+            fmt_us(k.p99_us),
+            k.step,
+            k.bottleneck.as_str(),
+            r.slo.join(", ")
+        ),
+        (None, Some(n)) => match n.highest_passing_offered {
+            Some(h) => format!(
+                "none — no knee below {h:.0} {unit} (step {}): {}",
+                n.highest_passing_step.unwrap_or(0),
+                n.reason
+            ),
+            None => format!("none — {} ({})", n.reason, r.slo.join(", ")),
+        },
+        (None, None) => format!("none — no step met the SLO ({})", r.slo.join(", ")),
+    }
 }
 
 /// The terminal summary: every step, the knee, why it stopped.
@@ -113,6 +158,7 @@ pub fn table(r: &SweepReport) -> String {
                 fmt_us(s.p99_us),
                 fmt_us(s.p99_9_us),
                 s.errors.to_string(),
+                s.bottleneck.as_str().to_string(),
                 verdict(s),
             ]
         })
@@ -132,29 +178,14 @@ pub fn table(r: &SweepReport) -> String {
             "p99",
             "p99.9",
             "errors",
+            "limit",
             "verdict",
         ],
         rows,
         2,
     );
     let _ = writeln!(o, "stopped: {}", r.stopped_because);
-    match &r.knee {
-        Some(k) => {
-            let _ = writeln!(
-                o,
-                "knee: {:.0} {} offered, {:.0} ops/s achieved, p50 {}, p99 {} (SLO: {})",
-                k.offered,
-                if r.by == "users" { "users" } else { "ops/s" },
-                k.achieved,
-                fmt_us(k.p50_us),
-                fmt_us(k.p99_us),
-                r.slo.join(", ")
-            );
-        }
-        None => {
-            let _ = writeln!(o, "knee: none — no step met the SLO ({})", r.slo.join(", "));
-        }
-    }
+    let _ = writeln!(o, "knee: {}", knee_sentence(r));
     o
 }
 
@@ -188,21 +219,7 @@ fn markdown(r: &SweepReport) -> String {
         r.warmup,
         r.started_utc,
     );
-    match &r.knee {
-        Some(k) => {
-            let _ = writeln!(
-                o,
-                "**Knee: {:.0} {} offered** ({:.0} ops/s achieved, p50 {}, p99 {}, step {}).\n",
-                k.offered,
-                if r.by == "users" { "users" } else { "ops/s" },
-                k.achieved,
-                fmt_us(k.p50_us),
-                fmt_us(k.p99_us),
-                k.step
-            );
-        }
-        None => o.push_str("**No step met the SLO.**\n\n"),
-    }
+    let _ = writeln!(o, "**Knee: {}**.\n", knee_sentence(r));
     let _ = writeln!(o, "Stopped: {}.\n", r.stopped_because);
     let right = Align::Right;
     let mut t = Table::new(&[
@@ -216,6 +233,7 @@ fn markdown(r: &SweepReport) -> String {
         ("errors", right),
         ("violations", right),
         ("evicted", right),
+        ("limit", Align::Left),
         ("verdict", Align::Left),
     ]);
     for s in &r.steps {
@@ -230,6 +248,7 @@ fn markdown(r: &SweepReport) -> String {
             s.errors.to_string(),
             s.invariant_violations.to_string(),
             s.evicted_keys.to_string(),
+            s.bottleneck.as_str().to_string(),
             verdict(s),
         ]);
     }

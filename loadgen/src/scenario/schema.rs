@@ -279,7 +279,23 @@ pub struct Slo {
     /// Lowest acceptable throughput, operations per second over all operations.
     pub min_throughput: Option<f64>,
     pub latency: Vec<LatencySlo>,
+    /// Checks that must judge something: a check named here that judged nothing (e.g. no session
+    /// was ever read, so none could be found lost) fails the run instead of showing `not_checked`.
+    /// Names: see [`REQUIRABLE`].
+    pub require: Vec<String>,
 }
+
+/// The checks `[slo] require` may name (`latency` = every latency bound).
+pub const REQUIRABLE: [&str; 8] = [
+    "operations",
+    "lost_sessions",
+    "ratelimit_over_admissions",
+    "admitted_while_degraded",
+    "revoked_tokens_validating",
+    "error_rate",
+    "throughput",
+    "latency",
+];
 
 /// `percentile` of `op`'s latency must stay at or below `max`.
 #[derive(Clone, Debug, Deserialize, Serialize)]

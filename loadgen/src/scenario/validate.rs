@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::schema::{Op, Scenario};
+use super::schema::{Op, REQUIRABLE, Scenario};
 use super::values::parse_size;
 
 const POLICIES: [&str; 8] = [
@@ -235,6 +235,17 @@ impl Scenario {
                 &["slo", "min_throughput"],
                 "expected operations per second, 0 or more",
             ));
+        }
+        for (i, r) in s.require.iter().enumerate() {
+            if !REQUIRABLE.contains(&r.as_str()) {
+                out.push(invalid(
+                    &["slo", "require", &i.to_string()],
+                    format!(
+                        "`{r}` is not a check: expected one of {}",
+                        REQUIRABLE.join(", ")
+                    ),
+                ));
+            }
         }
         for (i, l) in s.latency.iter().enumerate() {
             let idx = i.to_string();

@@ -37,7 +37,8 @@ use crate::engine::stepper::Stepper;
 use crate::engine::target::{self, Target};
 use crate::engine::{capacity, judge, redis_admin, results};
 use crate::error::{Error, Result};
-use crate::report::sweep::{Knee, SCHEMA_VERSION, StepRow, SweepReport, write_all};
+use crate::report::summary::Limit;
+use crate::report::sweep::{Knee, NoKnee, SCHEMA_VERSION, StepRow, SweepReport, write_all};
 use crate::scenario::{Slo, TimeKind};
 
 /// Everything `sweep` needs, resolved at the edge.
@@ -105,6 +106,9 @@ pub(crate) async fn run(
 struct Stepped {
     rows: Vec<StepRow>,
     stopped: String,
+    /// The knee, when an SLO break was bracketed by a passing step and the generator had headroom
+    /// at both; else why there is none.
+    knee: Result<Knee, NoKnee>,
 }
 
 async fn sweep(
@@ -124,7 +128,7 @@ async fn sweep(
         url: target.url.to_string(),
         version: version.clone(),
     });
-    let mut stepper = Stepper::new(target, s, cancel.clone(), progress.clone())?;
+    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone())?;
     seed::seed(stepper.workload(), s.seed, OnFailure::Stop, progress)
         .await
         .map_err(|e| Error::seeding(&target.url, e))?;
@@ -134,19 +138,15 @@ async fn sweep(
         plan.start
     ));
     let goose_dir = results::create_subdir(dir, "goose")?;
-    let Stepped { rows, stopped } =
-        step_to_the_knee(&mut stepper, plan, &goose_dir, progress, &cancel).await?;
-    let knee = rows
-        .iter()
-        .filter(|r| r.passed)
-        .max_by(|a, b| a.offered.total_cmp(&b.offered))
-        .map(|r| Knee {
-            offered: r.offered,
-            achieved: r.achieved,
-            p50_us: r.p50_us,
-            p99_us: r.p99_us,
-            step: r.index,
-        });
+    let Stepped {
+        rows,
+        stopped,
+        knee,
+    } = step_to_the_knee(&mut stepper, plan, &goose_dir, progress, &cancel).await?;
+    let (knee, no_knee) = match knee {
+        Ok(k) => (Some(k), None),
+        Err(n) => (None, Some(n)),
+    };
     let memory_projection = if cancel.is_cancelled() {
         None
     } else {
@@ -166,6 +166,7 @@ async fn sweep(
         warmup: plan.base.warmup.to_string(),
         steps: rows,
         knee,
+        no_knee,
         stopped_because: stopped,
         interrupted: cancel.is_cancelled(),
         memory_projection,
@@ -178,8 +179,10 @@ async fn sweep(
     })
 }
 
-/// Steps the offered load up until the SLO breaks, throughput stops growing or `--max-steps`,
-/// then bisects between the last passing and the first failing load `--refine` times.
+/// Steps the offered load up until the SLO breaks, the generator saturates, throughput stops
+/// growing or `--max-steps`, then bisects between the last passing and the first failing load
+/// `--refine` times. Only an SLO break bracketed by a passing step, with the generator unsaturated
+/// at both, is a knee: stopping for any other reason says "no knee below X".
 async fn step_to_the_knee(
     stepper: &mut Stepper<'_>,
     plan: &Plan,
@@ -189,27 +192,34 @@ async fn step_to_the_knee(
 ) -> Result<Stepped> {
     let mut rows: Vec<StepRow> = Vec::new();
     let mut offered = plan.start;
-    let mut last_pass: Option<f64> = None;
     let mut first_fail: Option<f64> = None;
     // (offered, achieved) of the last passing step.
     let mut prev: Option<(f64, f64)> = None;
     let mut stopped = format!("reached --max-steps {}", plan.max_steps);
+    let mut why_no_knee: Option<String> = None;
     for _ in 0..plan.max_steps {
-        let passed = run_step(
-            stepper, plan, goose_dir, offered, "step", &mut rows, progress,
-        )
-        .await?;
+        let row = run_step(stepper, plan, goose_dir, offered, "step", progress).await?;
+        let (passed, achieved, generator_bound) =
+            (row.passed, row.achieved, row.bottleneck == Limit::Generator);
+        let rule = row.bottleneck_rule.clone();
+        rows.push(row);
         if cancel.is_cancelled() {
             stopped = "interrupted (Ctrl-C)".into();
             break;
         }
-        let achieved = rows.last().map_or(0.0, |r| r.achieved);
+        if generator_bound {
+            stopped = format!("generator-bound at {}: {rule}", plan.describe(offered));
+            why_no_knee = Some(format!(
+                "loadgen, not Redis, was the limit at {}: add workers or cores",
+                plan.describe(offered)
+            ));
+            break;
+        }
         if !passed {
             first_fail = Some(offered);
             stopped = format!("the SLO broke at {}", plan.describe(offered));
             break;
         }
-        last_pass = Some(offered);
         // Saturated: throughput grew by less than --min-gain, and by less than half of what the
         // offered load grew (so small additive steps at a high rate are not mistaken for it).
         if let Some((prev_offered, prev_achieved)) = prev {
@@ -222,12 +232,20 @@ async fn step_to_the_knee(
                     offered_gain * 100.0,
                     plan.min_gain * 100.0
                 );
+                why_no_knee = Some(
+                    "throughput stopped growing before the SLO broke: raise the SLO's bound or look at the bottleneck".into(),
+                );
                 break;
             }
         }
         prev = Some((offered, achieved));
         offered = plan.next(offered);
     }
+    let last_pass = rows
+        .iter()
+        .filter(|r| r.passed)
+        .map(|r| r.offered)
+        .fold(None, |m: Option<f64>, o| Some(m.map_or(o, |m| m.max(o))));
     if let (Some(mut pass), Some(mut fail)) = (last_pass, first_fail) {
         for _ in 0..plan.refine {
             let mid = if plan.by_users {
@@ -238,14 +256,53 @@ async fn step_to_the_knee(
             if cancel.is_cancelled() || mid <= pass || mid >= fail || (fail - pass) / fail < 0.02 {
                 break;
             }
-            if run_step(stepper, plan, goose_dir, mid, "refine", &mut rows, progress).await? {
+            let row = run_step(stepper, plan, goose_dir, mid, "refine", progress).await?;
+            let (passed, generator_bound) = (row.passed, row.bottleneck == Limit::Generator);
+            rows.push(row);
+            if generator_bound {
+                why_no_knee = Some(format!(
+                    "loadgen, not Redis, was the limit at {} while refining: add workers or cores",
+                    plan.describe(mid)
+                ));
+                break;
+            }
+            if passed {
                 pass = mid;
             } else {
                 fail = mid;
             }
         }
     }
-    Ok(Stepped { rows, stopped })
+    let highest = rows
+        .iter()
+        .filter(|r| r.passed && r.bottleneck != Limit::Generator)
+        .max_by(|a, b| a.offered.total_cmp(&b.offered));
+    let knee = match (highest, first_fail, why_no_knee) {
+        (Some(r), Some(_), None) => Ok(Knee {
+            offered: r.offered,
+            achieved: r.achieved,
+            p50_us: r.p50_us,
+            p99_us: r.p99_us,
+            step: r.index,
+            bottleneck: r.bottleneck,
+        }),
+        (highest, _, why) => Err(NoKnee {
+            reason: why.unwrap_or_else(|| match (highest, first_fail) {
+                (None, _) => "no step met the SLO".into(),
+                _ => format!(
+                    "the SLO never broke: stopped after {} (raise --max-steps or --start)",
+                    stopped
+                ),
+            }),
+            highest_passing_offered: highest.map(|r| r.offered),
+            highest_passing_step: highest.map(|r| r.index),
+        }),
+    };
+    Ok(Stepped {
+        rows,
+        stopped,
+        knee,
+    })
 }
 
 /// Runs one step at `offered`, judges it, appends its row; returns whether it passed.
@@ -255,11 +312,10 @@ async fn run_step(
     goose_dir: &Path,
     offered: f64,
     phase: &'static str,
-    rows: &mut Vec<StepRow>,
     progress: &Progress,
-) -> Result<bool> {
+) -> Result<StepRow> {
     let load = plan.load_for(offered);
-    let index = rows.len() + 1;
+    let index = stepper.attacks() as usize + 1;
     progress.emit(Event::StepStarted {
         index,
         phase,
@@ -270,7 +326,7 @@ async fn run_step(
     let verdicts = judge::judge(&plan.slo, &out.measured, &out.invariants, out.seconds);
     let failed: Vec<String> = verdicts
         .iter()
-        .filter(|v| !v.passed)
+        .filter(|v| !v.holds())
         .map(|v| format!("{} {} (bound {})", v.name, v.observed, v.bound))
         .collect();
     let Some(all) = out.ops.get("all") else {
@@ -294,9 +350,15 @@ async fn run_step(
         evicted_keys: out.redis.evicted_keys,
         passed: failed.is_empty(),
         failed,
+        bottleneck: out.bottleneck.verdict,
+        bottleneck_rule: out.bottleneck.rule.clone(),
+        generator_utilisation: out.bottleneck.generator.utilisation,
+        redis_main_thread_utilisation: out
+            .bottleneck
+            .server
+            .as_ref()
+            .map(|s| s.main_thread_utilisation),
     };
     progress.emit(Event::StepDone(row.clone()));
-    let passed = row.passed;
-    rows.push(row);
-    Ok(passed)
+    Ok(row)
 }
