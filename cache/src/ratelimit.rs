@@ -323,14 +323,15 @@ impl RateLimiter {
                     .invoke_async(&mut conn)
                     .await?;
                 let allowed = count <= rule.limit as u64;
-                // Redis drops the key once its clock is past the deadline, i.e. 1 ms after the TTL.
-                let reset = Duration::from_millis(ttl_ms.max(0) as u64 + 1);
+                let reset = Duration::from_millis(ttl_ms.max(0) as u64);
                 Ok(Decision {
                     allowed,
                     limit: rule.limit,
                     remaining: (rule.limit as u64).saturating_sub(count) as u32,
+                    // The window's TTL: never more than the window.
                     reset_after: reset,
-                    retry_after: (!allowed).then_some(reset),
+                    // Redis drops the key once its clock is *past* the deadline: 1 ms after the TTL.
+                    retry_after: (!allowed).then_some(reset + Duration::from_millis(1)),
                     degraded: None,
                 })
             }
