@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use cache::token::token_hash;
 use cache::{
-    Error, HostClock, KeySchema, Redis, SessionConfig, SessionStore, TokenCache, TokenStatus,
+    Error, ErrorKind, HostClock, KeySchema, Redis, SessionConfig, SessionStore, TokenCache,
+    TokenStatus,
 };
 use localredis::{RedisServer, ServerConfig};
 use semantics::*;
@@ -108,6 +109,70 @@ async fn sessions_past_their_deadline_are_pruned_from_the_index_on_the_next_logi
     assert!(
         checked > 20 && largest < checked / 2,
         "{largest} of {checked}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_server_refuses_logins_but_never_a_logout() {
+    if !have(&["redis-server"]) {
+        return;
+    }
+    let maxmemory = 4 * 1024 * 1024u64;
+    let server = RedisServer::start(
+        ServerConfig::default()
+            .maxmemory("4mb")
+            .maxmemory_policy("noeviction"),
+    )
+    .expect("start redis-server");
+    let raw = connect(&server.url()).await;
+    let sessions = store(
+        &raw,
+        &KeySchema::new("full").unwrap(),
+        SessionConfig::default(),
+    );
+    let mut login = new_session("filler");
+    login
+        .data
+        .insert("payload".into(), serde_json::json!("x".repeat(1024)));
+    let mut stored = 0;
+    let refusal = loop {
+        // Bounded: 4 MiB holds a few thousand of these; the bug this guards against never stops.
+        assert!(stored < 20_000, "{stored} logins stored past maxmemory");
+        let mut user = login.clone();
+        user.user_id = format!("filler-{}", stored % 50);
+        match sessions.create(user).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refusal.kind(), ErrorKind::OutOfMemory, "{refusal}");
+    let info = server.command(&["INFO", "memory"]).unwrap();
+    let used: u64 = info
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    // A script that starts below the limit runs to its end: one login's worth past it at most.
+    assert!(
+        used < maxmemory + 64 * 1024,
+        "used_memory {used} > maxmemory {maxmemory}"
+    );
+    // Logging out must work on a full server: it frees memory.
+    let mut freed = 0;
+    for user in 0..25 {
+        freed += sessions
+            .destroy_all_for_user(&format!("filler-{user}"))
+            .await
+            .unwrap();
+    }
+    assert!(freed > 0);
+    sessions.create(new_session("after")).await.unwrap();
+    println!(
+        "maxmemory 4 MiB, noeviction: {stored} logins stored, then refused ({}); used_memory \
+         {used}; log-out-everywhere of {freed} sessions worked and a login fit again",
+        refusal.kind()
     );
 }
 

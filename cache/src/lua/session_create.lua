@@ -12,9 +12,10 @@ local deadline = tonumber(ARGV[3])
 if deadline <= now or math.abs(deadline - now - ARGV[4]) > tonumber(ARGV[5]) then
   return now * 4
 end
--- Forget sessions past their absolute deadline. A key of another type raises WRONGTYPE here,
--- before anything is written.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+-- ZADD is the first write, and it is one Redis refuses when out of memory (noeviction): once a
+-- script has written anything, Redis lets its later writes through whatever the memory, so
+-- pruning first would let every create grow a full server. A key of another type raises
+-- WRONGTYPE here too, before anything is written.
 if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], KEYS[1]) == 0 then
   return now * 4 + 2
 end
@@ -22,6 +23,8 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', math.min(ARGV[2], deadlin
   redis.call('ZREM', KEYS[2], KEYS[1])
   return now * 4 + 2
 end
+-- Forget sessions past their absolute deadline (this one's is ahead: checked above).
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 -- The index lives until its last session's deadline: extend, never shorten (GT). A fresh index has
 -- no TTL, which GT treats as infinite, so it gets this one (NX).
 if redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT') == 0 then
