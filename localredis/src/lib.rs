@@ -69,6 +69,7 @@ mod host;
 mod process;
 pub mod resp;
 mod sentinel;
+mod sentinel_group;
 mod server;
 mod spawn;
 mod tls;
@@ -77,6 +78,7 @@ pub use cluster::Cluster;
 pub use error::Error;
 pub use host::{find_binary, free_port, require_binary_for_test};
 pub use sentinel::{Sentinel, SentinelConfig};
+pub use sentinel_group::SentinelGroup;
 pub use server::{Persistence, RedisServer, ServerConfig};
 pub use tls::TlsFiles;
 
