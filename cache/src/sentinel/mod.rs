@@ -1,92 +1,160 @@
-//! A connection to "whichever node Sentinel says is the primary right now", that follows failovers.
+//! A connection to "the node a quorum of sentinels agrees is the primary, at the newest
+//! configuration", that follows failovers and never writes to a node a newer failover replaced.
 //!
 //! redis-rs's Sentinel support resolves the primary once and hands back a plain connection; nothing
 //! re-resolves after a failover (redis-rs issue #1438), and a `ConnectionManager` pointed at the old
-//! address reconnects to the *restarted old primary* and writes into a node Sentinel is about to demote.
-//! Those writes are acknowledged and then lost. So this module never reconnects by address:
+//! address reconnects to the *restarted old primary* and writes into a node Sentinel is about to
+//! demote. Those writes are acknowledged and then lost. Trusting the *first* sentinel in the URL is
+//! no better: a slow or partitioned sentinel keeps naming the old primary for seconds after the
+//! majority moved on (issue 15: 401 acknowledged writes lost that way). So:
 //!
-//! - The current primary lives behind a `std::sync::Mutex` (held only to clone or swap a connection,
-//!   never across an `.await`) together with a **generation** number.
-//! - Any error that suggests the node is gone or no longer primary — I/O, refused, timeout, dropped
-//!   connection, `READONLY` — *invalidates* that generation. The next request re-resolves through the
-//!   sentinels, **single-flight**: one task asks, the others wait on a tokio mutex and then reuse its
-//!   answer (they see the generation moved on).
-//! - A resolved address is only used after the node itself answers `ROLE` with `master`. A sentinel
-//!   that still names a demoted node is skipped.
-//! - Optionally a background task subscribes to `+switch-master` on the sentinels and invalidates the
-//!   current generation the moment a failover is announced, so even a partitioned-but-alive old primary
-//!   stops receiving writes. The task holds only a `Weak` reference and is aborted when the last handle
-//!   is dropped.
+//! - **Agreement** ([`agreement`]). A lookup asks every sentinel at once for the address it
+//!   advertises and the config epoch of that configuration. The primary is the node named at the
+//!   highest epoch reported, if a quorum of sentinels names it at that epoch — by default a
+//!   majority of the sentinels in the URL, or `?sentinel_quorum=N`. The node must then answer
+//!   `ROLE` with `master` before anything is sent to it.
+//! - **Fencing.** The handle remembers the epoch of the primary it uses and never goes back to an
+//!   older one: a node that a newer failover replaced is not written to again even if it still
+//!   says `master` and some sentinels still name it. (Only when *every* sentinel in the URL
+//!   reports the same older epoch — an operator re-created the monitor — is it accepted.)
+//! - **Every sentinel is listened to** ([`watcher`]): one `+switch-master` subscription per
+//!   sentinel, each with a health `PING` and reconnect backoff so a frozen or half-open sentinel
+//!   cannot stall it. An announcement from any sentinel immediately stops writes to the old
+//!   primary and starts a lookup; the lookup installs the new primary once a quorum confirms it.
+//! - **The current primary** lives behind a `std::sync::Mutex` (held only to clone or swap a
+//!   connection, never across an `.await`) with a **generation** number. Errors that say the node
+//!   is gone or no longer primary — I/O, refused, timeout, dropped connection, `READONLY`,
+//!   `MASTERDOWN`, `LOADING` — invalidate that generation; the next request looks up again.
+//! - **Single flight.** One task looks up at a time (a tokio mutex); the others wait and reuse its
+//!   answer. A lookup's answer is installed only if no `+switch-master` arrived while it was in
+//!   flight and its epoch is not older than the one in use: an announcement that races a lookup
+//!   can never be overwritten by the lookup's older answer.
 //!
-//! Retries: a command that failed with `READONLY` or "connection refused" was certainly not applied,
-//! so it is sent once more to the freshly resolved primary. A timeout or dropped connection may have
-//! been applied; it is returned to the caller as indeterminate, never replayed behind its back.
+//! The trade-off, stated plainly: **no quorum, no writes**. While the sentinels disagree — one has
+//! promoted a replica and the others have not yet heard (typically under a second, bounded by
+//! their 2 s hello period), or a majority of them is unreachable — requests fail fast with
+//! [`crate::ErrorKind::NoPrimary`] (the command was not sent) instead of going to a node that may
+//! already be fenced off. A frozen sentinel costs a lookup at most 50 ms once the others agree.
+//! What remains unsafe is Sentinel's own: a partitioned old primary acknowledges writes until it
+//! is demoted, for clients that can still reach it and have heard of no newer epoch
+//! (`min-replicas-to-write` bounds that on the server side).
+//!
+//! Retries: a command refused with `READONLY`, `MASTERDOWN` or `LOADING`, or a connection refused,
+//! was certainly not applied, so a *single command or script* is sent once more to the freshly
+//! resolved primary (a script on a replica fails at its first write, having written nothing). A
+//! *pipeline* is never re-sent: some of its commands may have run before the node refused the
+//! rest. A timeout or dropped connection may have been applied; it is returned to the caller as
+//! indeterminate, never replayed behind its back.
+
+mod agreement;
+mod watcher;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, ConnectionInfo, Pipeline, RedisError, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionInfo, Pipeline, RedisError, RedisResult, ServerErrorKind,
+    Value,
+};
 
 use crate::connection::{ConnectOptions, client_for, node_info};
 use crate::error::{Error, Result, no_primary_error};
 use crate::url::{Node, RedisUrl, Topology};
+use agreement::Lookup;
 
-/// After a failed resolution, requests within this window fail fast with the same cause instead of
-/// queueing one more round of sentinel queries each.
+/// After a failed lookup, requests within this window fail fast with the same cause instead of
+/// queueing one more round of sentinel queries each. A `+switch-master` ends the window early.
 const FAILED_RESOLVE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A lookup cut short because a switch was announced meanwhile is started again, at most this many
+/// times in all (a failover brings one announcement per sentinel).
+const LOOKUP_ROUNDS: usize = 5;
 
 pub(crate) struct SentinelPrimary {
     url: RedisUrl,
     sentinels: Vec<Node>,
     service: String,
     db: i64,
+    quorum: usize,
     opts: ConnectOptions,
     state: Mutex<State>,
+    /// Held by the one task looking up (single flight).
     resolving: tokio::sync::Mutex<()>,
+    /// Woken by every `+switch-master`: a lookup in flight stops waiting for stragglers and starts
+    /// again with the news.
+    news: tokio::sync::Notify,
+    /// One query connection per sentinel, kept between lookups.
+    queries: Vec<Mutex<Option<MultiplexedConnection>>>,
     switches: AtomicU64,
-    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+    watchers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 struct State {
+    /// Bumped whenever `current` is replaced or dropped.
     generation: u64,
-    current: Option<(Node, MultiplexedConnection)>,
-    /// The last primary we used, kept across invalidations to count real moves.
+    current: Option<Current>,
+    /// Config epoch of the newest primary ever installed; lookups naming an older one are refused.
+    epoch: u64,
+    /// `+switch-master` messages received; a lookup that saw this move is stale.
+    announcements: u64,
+    /// The last primary used, kept across invalidations to count real moves.
     last_node: Option<Node>,
     last_failure: Option<(Instant, String)>,
 }
 
+struct Current {
+    node: Node,
+    conn: MultiplexedConnection,
+}
+
+/// A primary the sentinels agreed on, connected and confirmed by `ROLE`.
+struct Found {
+    node: Node,
+    epoch: u64,
+    votes: usize,
+    conn: MultiplexedConnection,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// No primary in use: find one (unless a task that held the flight lock already did).
+    Missing,
+    /// A listener (re)subscribed and may have missed an announcement: look, replace if newer.
+    Recheck,
+}
+
 impl Drop for SentinelPrimary {
     fn drop(&mut self) {
-        if let Ok(mut w) = self.watcher.lock()
-            && let Some(handle) = w.take()
-        {
-            handle.abort();
+        if let Ok(mut w) = self.watchers.lock() {
+            w.drain(..).for_each(|h| h.abort());
         }
     }
 }
 
-/// Does this error mean "stop using this node and ask Sentinel again"?
+/// Does this error mean "stop using this node and ask the sentinels again"?
 fn needs_new_primary(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_connection_dropped()
-        || is_readonly_text(&e.to_string())
-        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || refused_as_not_primary(e)
 }
 
-fn is_readonly_text(s: &str) -> bool {
-    s.contains("READONLY") || s.contains("read only replica")
+/// The node refused the command before running it because it is not (or not yet) a usable primary.
+fn refused_as_not_primary(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
+        )
+    )
 }
 
-/// Certainly not applied, so safe to send again to the new primary.
-fn safe_to_retry(e: &RedisError) -> bool {
-    e.is_connection_refusal()
-        || is_readonly_text(&e.to_string())
-        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+/// Certainly not applied, so a single command may be sent again to the new primary.
+fn certainly_not_applied(e: &RedisError) -> bool {
+    e.is_connection_refusal() || refused_as_not_primary(e)
 }
 
 /// A top-level `-READONLY` reply arrives as `Ok(Value::ServerError)`; surface it as an error here.
@@ -113,28 +181,36 @@ impl SentinelPrimary {
                 reason: "not a Sentinel URL".into(),
             });
         };
+        let quorum = url
+            .options
+            .sentinel_quorum
+            .unwrap_or(sentinels.len() / 2 + 1);
         let this = Arc::new(SentinelPrimary {
             sentinels: sentinels.clone(),
             service: service.clone(),
             db: *db,
+            quorum,
+            queries: sentinels.iter().map(|_| Mutex::new(None)).collect(),
             url: url.clone(),
             opts,
             state: Mutex::new(State {
                 generation: 0,
                 current: None,
+                epoch: 0,
+                announcements: 0,
                 last_node: None,
                 last_failure: None,
             }),
             resolving: tokio::sync::Mutex::new(()),
+            news: tokio::sync::Notify::new(),
             switches: AtomicU64::new(0),
-            watcher: Mutex::new(None),
+            watchers: Mutex::new(Vec::new()),
         });
-        this.resolve(0).await?;
+        this.resolve(Why::Missing).await?;
         if this.opts.watch_switch_master {
-            let weak = Arc::downgrade(&this);
-            let task = tokio::spawn(watch_switch_master(weak));
-            if let Ok(mut w) = this.watcher.lock() {
-                *w = Some(task.abort_handle());
+            let handles = watcher::spawn_all(&this);
+            if let Ok(mut w) = this.watchers.lock() {
+                *w = handles;
             }
         }
         Ok(this)
@@ -142,12 +218,12 @@ impl SentinelPrimary {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another thread panicked while swapping a connection; the state
-        // itself (an Option and two numbers) is still coherent.
+        // itself (an Option and a few numbers) is still coherent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn current_primary(&self) -> Option<Node> {
-        self.lock().current.as_ref().map(|(n, _)| n.clone())
+        self.lock().current.as_ref().map(|c| c.node.clone())
     }
 
     pub(crate) fn switches(&self) -> u64 {
@@ -157,31 +233,54 @@ impl SentinelPrimary {
     /// Drops the connection of generation `seen`, if it is still the current one.
     fn invalidate(&self, seen: u64) {
         let mut st = self.lock();
-        if st.generation == seen {
+        if st.generation == seen && st.current.is_some() {
             st.current = None;
             st.generation += 1;
         }
     }
 
-    /// The current connection, resolving a new primary first when there is none.
-    async fn acquire(&self) -> Result<(u64, MultiplexedConnection)> {
-        {
-            let st = self.lock();
-            if let Some((_, conn)) = &st.current {
-                return Ok((st.generation, conn.clone()));
-            }
+    /// A sentinel announced that `new` is the primary now: stop writing to any other node at once,
+    /// and look up by agreement in the background.
+    fn announced(self: &Arc<Self>, new: Node) {
+        let mut st = self.lock();
+        st.announcements += 1;
+        st.last_failure = None; // new information: do not fail fast on the previous lookup's answer
+        let already_there = st.current.as_ref().is_some_and(|c| c.node == new);
+        if !already_there && st.current.is_some() {
+            st.current = None;
+            st.generation += 1;
         }
-        let seen = self.lock().generation;
-        self.resolve(seen).await?;
+        drop(st);
+        self.news.notify_waiters();
+        if !already_there {
+            let this = self.clone();
+            tokio::spawn(async move { this.resolve(Why::Missing).await });
+        }
+    }
+
+    /// A listener (re)subscribed: check in the background that no switch went unheard.
+    fn recheck_soon(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move { this.resolve(Why::Recheck).await });
+    }
+
+    /// The current connection, looking the primary up first when there is none.
+    async fn acquire(&self) -> Result<(u64, MultiplexedConnection)> {
+        for _ in 0..2 {
+            {
+                let st = self.lock();
+                if let Some(c) = &st.current {
+                    return Ok((st.generation, c.conn.clone()));
+                }
+            }
+            // Installed by this lookup or by the one we waited for — unless an announcement
+            // dropped it again at once, hence the second turn.
+            self.resolve(Why::Missing).await?;
+        }
         let st = self.lock();
         match &st.current {
-            Some((_, conn)) => Ok((st.generation, conn.clone())),
-            None => Err(self.no_primary(
-                st.last_failure
-                    .as_ref()
-                    .map(|(_, c)| c.clone())
-                    .unwrap_or_else(|| "no sentinel named a primary".into()),
-            )),
+            Some(c) => Ok((st.generation, c.conn.clone())),
+            None => Err(self.no_primary("the primary changed again during the lookup".into())),
         }
     }
 
@@ -192,45 +291,91 @@ impl SentinelPrimary {
         }
     }
 
-    /// Single-flight resolution: only one task queries the sentinels for a given generation.
-    async fn resolve(&self, seen: u64) -> Result<()> {
+    /// Single-flight lookup by agreement; installs the answer when it is still news.
+    async fn resolve(&self, why: Why) -> Result<()> {
         let _flight = self.resolving.lock().await;
-        {
+        if why == Why::Missing {
             let st = self.lock();
-            if st.current.is_some() && st.generation != seen {
-                return Ok(()); // someone resolved while we waited
+            if st.current.is_some() {
+                return Ok(()); // someone resolved while we waited for the flight lock
             }
             if let Some((at, cause)) = &st.last_failure
                 && at.elapsed() < FAILED_RESOLVE_BACKOFF
-                && st.current.is_none()
             {
                 return Err(self.no_primary(cause.clone()));
             }
         }
-        match self.find_primary().await {
-            Ok((node, conn)) => {
-                let mut st = self.lock();
-                let moved = st.last_node.as_ref() != Some(&node);
-                st.last_node = Some(node.clone());
-                st.generation += 1;
-                st.current = Some((node.clone(), conn));
-                st.last_failure = None;
-                drop(st);
-                if moved {
-                    self.switches.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(service = %self.service, primary = %node, "using Redis primary");
+        let mut cause = String::new();
+        for _ in 0..LOOKUP_ROUNDS {
+            let news = self.news.notified();
+            tokio::pin!(news);
+            news.as_mut().enable(); // from here on, no announcement can slip by unnoticed
+            let announced = self.lock().announcements;
+            let found = tokio::select! {
+                found = self.find_primary() => Some(found),
+                () = &mut news => None,
+            };
+            let mut st = self.lock();
+            let Some(found) = found.filter(|_| st.announcements == announced) else {
+                // A switch was announced while we asked: our answer may predate it.
+                cause = "a failover was announced during every lookup".into();
+                continue;
+            };
+            let found = found.and_then(|f| self.admissible(&st, f));
+            return match found {
+                Ok(found) => {
+                    self.install(&mut st, found);
+                    Ok(())
                 }
-                Ok(())
-            }
-            Err(cause) => {
-                let mut st = self.lock();
-                st.generation += 1;
-                st.current = None;
-                st.last_failure = Some((Instant::now(), cause.clone()));
-                drop(st);
-                tracing::warn!(service = %self.service, %cause, "no Redis primary available");
-                Err(self.no_primary(cause))
-            }
+                // A recheck that learns nothing new leaves a working primary alone.
+                Err(_) if why == Why::Recheck && st.current.is_some() => Ok(()),
+                Err(cause) => {
+                    st.last_failure = Some((Instant::now(), cause.clone()));
+                    if st.current.take().is_some() {
+                        st.generation += 1;
+                    }
+                    drop(st);
+                    tracing::warn!(service = %self.service, %cause, "no Redis primary available");
+                    Err(self.no_primary(cause))
+                }
+            };
+        }
+        self.lock().last_failure = Some((Instant::now(), cause.clone()));
+        Err(self.no_primary(cause))
+    }
+
+    /// Refuses an answer older than the primary already in use (see "Fencing" in the module docs).
+    fn admissible(&self, st: &State, found: Found) -> std::result::Result<Found, String> {
+        let unanimous = found.votes == self.sentinels.len();
+        if found.epoch < st.epoch && !unanimous {
+            return Err(format!(
+                "sentinels name {} at config epoch {}, older than epoch {} already in use: \
+                 waiting for them to catch up",
+                found.node, found.epoch, st.epoch
+            ));
+        }
+        Ok(found)
+    }
+
+    fn install(&self, st: &mut State, found: Found) {
+        let same =
+            st.epoch == found.epoch && st.current.as_ref().is_some_and(|c| c.node == found.node);
+        st.last_failure = None;
+        if same {
+            return; // a recheck that confirmed what we use
+        }
+        let moved = st.last_node.as_ref() != Some(&found.node);
+        st.last_node = Some(found.node.clone());
+        st.epoch = found.epoch;
+        st.generation += 1;
+        st.current = Some(Current {
+            node: found.node.clone(),
+            conn: found.conn,
+        });
+        if moved {
+            self.switches.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(service = %self.service, primary = %found.node, epoch = found.epoch,
+                votes = found.votes, "using Redis primary");
         }
     }
 
@@ -247,44 +392,34 @@ impl SentinelPrimary {
             .set_response_timeout(Some(self.opts.response_timeout))
     }
 
-    /// Asks each sentinel in turn; accepts the first named node that confirms `role:master`.
-    async fn find_primary(&self) -> std::result::Result<(Node, MultiplexedConnection), String> {
-        let mut causes = Vec::new();
-        for sentinel in &self.sentinels {
-            let addr = match self.ask_sentinel(sentinel).await {
-                Ok(Some(addr)) => addr,
-                Ok(None) => {
-                    causes.push(format!(
-                        "sentinel {sentinel} does not know service `{}`",
-                        self.service
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    causes.push(format!("sentinel {sentinel}: {e}"));
-                    continue;
-                }
-            };
-            match self.open_primary(&addr).await {
-                Ok(conn) => return Ok((addr, conn)),
-                Err(e) => causes.push(format!("{addr} (named by sentinel {sentinel}): {e}")),
-            }
+    /// The node the sentinels agree on, connected and answering `ROLE` with `master`.
+    async fn find_primary(&self) -> std::result::Result<Found, String> {
+        let lookup = Lookup {
+            service: &self.service,
+            quorum: self.quorum,
+            sentinels: &self.sentinels,
+            connections: &self.queries,
+            budget: self.opts.connect_timeout + self.opts.response_timeout,
+        };
+        let (node, epoch, votes) = lookup
+            .run(|i| async move {
+                let client = client_for(self.sentinel_info(&self.sentinels[i])?, &self.opts)?;
+                client
+                    .get_multiplexed_async_connection_with_config(&self.async_config())
+                    .await
+            })
+            .await?;
+        match self.open_primary(&node).await {
+            Ok(conn) => Ok(Found {
+                node,
+                epoch,
+                votes,
+                conn,
+            }),
+            Err(e) => Err(format!(
+                "{node} (named by {votes} sentinels at config epoch {epoch}): {e}"
+            )),
         }
-        Err(causes.join("; "))
-    }
-
-    async fn ask_sentinel(&self, sentinel: &Node) -> RedisResult<Option<Node>> {
-        let info = self.sentinel_info(sentinel)?;
-        let client = client_for(info, &self.opts)?;
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&self.async_config())
-            .await?;
-        let reply: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(&self.service)
-            .query_async(&mut conn)
-            .await?;
-        Ok(reply.map(|(host, port)| Node { host, port }))
     }
 
     async fn open_primary(&self, node: &Node) -> RedisResult<MultiplexedConnection> {
@@ -300,15 +435,17 @@ impl SentinelPrimary {
             Ok(conn)
         } else {
             Err(RedisError::from((
-                redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
-                "node named by Sentinel does not report role master (failover in progress?)",
+                redis::ErrorKind::Server(ServerErrorKind::ReadOnly),
+                "it does not report role master (failover in progress?)",
             )))
         }
     }
 
     pub(crate) async fn request(&self, cmd: &Cmd) -> RedisResult<Value> {
-        self.with_primary(|mut conn| async move { conn.req_packed_command(cmd).await })
-            .await
+        self.with_primary(Resend::Once, |mut conn| async move {
+            conn.req_packed_command(cmd).await
+        })
+        .await
     }
 
     pub(crate) async fn request_pipeline(
@@ -317,15 +454,15 @@ impl SentinelPrimary {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
-        self.with_primary(|mut conn| async move {
+        self.with_primary(Resend::Never, |mut conn| async move {
             conn.req_packed_commands(pipeline, offset, count).await
         })
         .await
     }
 
-    /// Runs `op` on the current primary; re-resolves on errors that say the node is gone or demoted,
-    /// and retries once when the failure proves the command was not applied.
-    async fn with_primary<T, F, Fut>(&self, op: F) -> RedisResult<T>
+    /// Runs `op` on the current primary; looks up again on errors that say the node is gone or
+    /// demoted, and sends once more when `resend` allows and the failure proves nothing ran.
+    async fn with_primary<T, F, Fut>(&self, resend: Resend, op: F) -> RedisResult<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
@@ -339,8 +476,7 @@ impl SentinelPrimary {
                 .acquire()
                 .await
                 .map_err(|e| no_primary_error(e.to_string()))?;
-            let result = op(conn).await;
-            let err = match result {
+            let err = match op(conn).await {
                 Ok(v) => match v.reply_error() {
                     None => return Ok(v),
                     Some(e) => e,
@@ -349,13 +485,22 @@ impl SentinelPrimary {
             };
             if needs_new_primary(&err) {
                 self.invalidate(generation);
-                if attempts == 1 && safe_to_retry(&err) {
+                if resend == Resend::Once && attempts == 1 && certainly_not_applied(&err) {
                     continue;
                 }
             }
             return Err(err);
         }
     }
+}
+
+/// May a request refused before it ran be sent again?
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A single command or script: a refusal means none of it ran.
+    Once,
+    /// A pipeline: commands before the refused one may have run.
+    Never,
 }
 
 /// Finds a `READONLY`-style error inside a successful transport-level reply.
@@ -372,46 +517,5 @@ impl ReplyErrors for Value {
 impl ReplyErrors for Vec<Value> {
     fn reply_error(&self) -> Option<RedisError> {
         self.iter().find_map(reply_error)
-    }
-}
-
-/// Listens for `+switch-master` on the sentinels (one at a time, moving on when one dies) and
-/// invalidates the current primary when our service fails over.
-async fn watch_switch_master(this: Weak<SentinelPrimary>) {
-    let mut index = 0usize;
-    loop {
-        let Some(primary) = this.upgrade() else {
-            return;
-        };
-        let sentinel = primary.sentinels[index % primary.sentinels.len()].clone();
-        index += 1;
-        let subscribed = async {
-            let client = client_for(primary.sentinel_info(&sentinel)?, &primary.opts)?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            RedisResult::Ok(pubsub)
-        }
-        .await;
-        let service = primary.service.clone();
-        drop(primary); // hold no strong reference while waiting for messages
-        let Ok(mut pubsub) = subscribed else {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
-        };
-        let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
-            let payload: String = msg.get_payload().unwrap_or_default();
-            // "<service> <old-ip> <old-port> <new-ip> <new-port>"
-            if payload.split(' ').next() == Some(service.as_str()) {
-                let Some(primary) = this.upgrade() else {
-                    return;
-                };
-                let generation = primary.lock().generation;
-                primary.invalidate(generation);
-                tracing::info!(%service, "sentinel announced +switch-master");
-            }
-        }
-        // Stream ended: that sentinel went away; try the next one.
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,0 +1,122 @@
+//! `+switch-master` listeners: one pub/sub connection per sentinel, so the handle hears of a
+//! failover from whichever sentinels know of it first, not from the one at the head of the URL.
+//!
+//! Each listener is a task that holds only a `Weak` reference to the handle (so dropping the last
+//! [`crate::Redis`] ends it) and loops: connect and subscribe within the connect + response
+//! timeouts; then wait for messages while sending a `PING` every [`HEALTH_EVERY`] on the same
+//! connection. A sentinel that is frozen (SIGSTOP), half-open (its host gone without a FIN) or
+//! partitioned stops answering the PING, and the listener reconnects instead of waiting forever on
+//! a silent socket. Reconnects back off from 100 ms to 2 s so a dead sentinel costs little.
+//!
+//! After every (re)subscription the listener asks the handle to re-check the primary by agreement,
+//! since a switch announced while it was not listening would otherwise go unnoticed.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::Value;
+
+use super::SentinelPrimary;
+use crate::connection::client_for;
+use crate::url::Node;
+
+/// How often a listener checks that its sentinel still answers.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Starts one listener per sentinel; returns their abort handles.
+pub(super) fn spawn_all(primary: &Arc<SentinelPrimary>) -> Vec<tokio::task::AbortHandle> {
+    (0..primary.sentinels.len())
+        .map(|i| tokio::spawn(listen(Arc::downgrade(primary), i)).abort_handle())
+        .collect()
+}
+
+/// `<service> <old-ip> <old-port> <new-ip> <new-port>` → the new primary, if it is `service`'s.
+fn parse_switch(payload: &str, service: &str) -> Option<Node> {
+    let parts: Vec<&str> = payload.split(' ').collect();
+    match parts.as_slice() {
+        [name, _, _, host, port] if *name == service => Some(Node {
+            host: host.to_string(),
+            port: port.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+async fn listen(this: Weak<SentinelPrimary>, index: usize) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let Some(primary) = this.upgrade() else {
+            return;
+        };
+        let (service, budget, ping_timeout) = (
+            primary.service.clone(),
+            primary.opts.connect_timeout + primary.opts.response_timeout,
+            primary.opts.response_timeout,
+        );
+        let subscribed = tokio::time::timeout(budget, async {
+            let info = primary.sentinel_info(&primary.sentinels[index])?;
+            let mut pubsub = client_for(info, &primary.opts)?.get_async_pubsub().await?;
+            pubsub.subscribe("+switch-master").await?;
+            redis::RedisResult::Ok(pubsub)
+        })
+        .await;
+        let Ok(Ok(pubsub)) = subscribed else {
+            drop(primary); // hold no strong reference while waiting
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
+        };
+        backoff = BACKOFF_MIN;
+        primary.recheck_soon();
+        drop(primary);
+
+        let (mut sink, mut messages) = pubsub.split();
+        let mut health = tokio::time::interval(HEALTH_EVERY);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else { break }; // the sentinel closed the connection
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some(new) = parse_switch(&payload, &service) {
+                        let Some(primary) = this.upgrade() else {
+                            return;
+                        };
+                        tracing::info!(%service, primary = %new, sentinel = index, "sentinel announced +switch-master");
+                        primary.announced(new);
+                    }
+                }
+                _ = health.tick() => {
+                    let pong = tokio::time::timeout(ping_timeout, sink.ping::<Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break; // frozen, half-open or gone: reconnect
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_messages_name_the_new_primary_of_our_service_only() {
+        let new = parse_switch("mymaster 10.0.0.1 6379 10.0.0.2 6380", "mymaster").unwrap();
+        assert_eq!((new.host.as_str(), new.port), ("10.0.0.2", 6380));
+        assert_eq!(
+            parse_switch("other 10.0.0.1 6379 10.0.0.2 6380", "mymaster"),
+            None
+        );
+        assert_eq!(parse_switch("mymaster 10.0.0.1 6379", "mymaster"), None);
+        assert_eq!(
+            parse_switch("mymaster 10.0.0.1 6379 10.0.0.2 x", "mymaster"),
+            None
+        );
+    }
+}
