@@ -1,6 +1,9 @@
 //! Local Redis processes on demand: a `redis-server`, a replica, a Sentinel, a
 //! cluster or a TLS server, each on a free `127.0.0.1` port in its own
 //! temporary directory, supervised from Rust and gone when its handle drops.
+//! [`SentinelGroup`] starts a whole Sentinel deployment ready to fail over, and
+//! [`Proxy`] sits between a client and a process for the faults a signal
+//! cannot make (slow answers, half-open connections, lost replies).
 //!
 //! # Why this crate exists
 //!
@@ -67,6 +70,7 @@ mod cluster;
 mod error;
 mod host;
 mod process;
+mod proxy;
 pub mod resp;
 mod sentinel;
 mod sentinel_group;
@@ -77,6 +81,7 @@ mod tls;
 pub use cluster::Cluster;
 pub use error::Error;
 pub use host::{find_binary, free_port, require_binary_for_test};
+pub use proxy::Proxy;
 pub use sentinel::{Sentinel, SentinelConfig};
 pub use sentinel_group::SentinelGroup;
 pub use server::{Persistence, RedisServer, ServerConfig};

@@ -89,13 +89,39 @@ pub(crate) fn decide(views: &[View], quorum: usize) -> Verdict {
     ))
 }
 
+/// One query connection per sentinel, kept between lookups and dropped after any failure.
+pub(crate) struct QueryConnections(Vec<Mutex<Option<MultiplexedConnection>>>);
+
+impl QueryConnections {
+    pub(crate) fn new(sentinels: usize) -> Self {
+        QueryConnections((0..sentinels).map(|_| Mutex::new(None)).collect())
+    }
+
+    fn slot(&self, i: usize) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // Poisoned only if a thread panicked while swapping an Option: still coherent.
+        self.0[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, i: usize) -> Option<MultiplexedConnection> {
+        self.slot(i).clone()
+    }
+
+    fn keep(&self, i: usize, conn: MultiplexedConnection) {
+        *self.slot(i) = Some(conn);
+    }
+
+    /// The next lookup opens a new connection to sentinel `i`.
+    pub(crate) fn forget(&self, i: usize) {
+        *self.slot(i) = None;
+    }
+}
+
 /// The questions one lookup asks: which sentinels, for which service, with which timeouts.
 pub(crate) struct Lookup<'a> {
     pub service: &'a str,
     pub quorum: usize,
     pub sentinels: &'a [Node],
-    /// One cached connection per sentinel, dropped after any failure.
-    pub connections: &'a [Mutex<Option<MultiplexedConnection>>],
+    pub connections: &'a QueryConnections,
     /// Bound on one sentinel's answer, connecting included.
     pub budget: Duration,
 }
@@ -137,11 +163,11 @@ impl Lookup<'_> {
                     self.service
                 )),
                 Ok(Err(e)) => {
-                    self.forget(i);
+                    self.connections.forget(i);
                     problems.push(format!("sentinel {sentinel}: {e}"));
                 }
                 Err(_) => {
-                    self.forget(i);
+                    self.connections.forget(i);
                     problems.push(format!(
                         "sentinel {sentinel}: no answer within {:?}",
                         self.budget
@@ -160,26 +186,17 @@ impl Lookup<'_> {
         }
     }
 
-    fn forget(&self, i: usize) {
-        if let Ok(mut slot) = self.connections[i].lock() {
-            *slot = None;
-        }
-    }
-
     /// Sentinel `i`'s view, or `None` if it does not monitor the service.
     async fn ask<C, F>(&self, i: usize, connect: &C) -> RedisResult<Option<View>>
     where
         C: Fn(usize) -> F,
         F: Future<Output = RedisResult<MultiplexedConnection>>,
     {
-        let cached = self.connections[i].lock().ok().and_then(|c| c.clone());
-        let mut conn = match cached {
+        let mut conn = match self.connections.get(i) {
             Some(conn) => conn,
             None => {
                 let conn = connect(i).await?;
-                if let Ok(mut slot) = self.connections[i].lock() {
-                    *slot = Some(conn.clone());
-                }
+                self.connections.keep(i, conn.clone());
                 conn
             }
         };

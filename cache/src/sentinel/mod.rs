@@ -62,7 +62,7 @@ use redis::{
 use crate::connection::{ConnectOptions, client_for, node_info};
 use crate::error::{Error, Result, no_primary_error};
 use crate::url::{Node, RedisUrl, Topology};
-use agreement::Lookup;
+use agreement::{Lookup, QueryConnections};
 
 /// After a failed lookup, requests within this window fail fast with the same cause instead of
 /// queueing one more round of sentinel queries each. A `+switch-master` ends the window early.
@@ -86,7 +86,7 @@ pub(crate) struct SentinelPrimary {
     /// again with the news.
     news: tokio::sync::Notify,
     /// One query connection per sentinel, kept between lookups.
-    queries: Vec<Mutex<Option<MultiplexedConnection>>>,
+    queries: QueryConnections,
     switches: AtomicU64,
     watchers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -190,7 +190,7 @@ impl SentinelPrimary {
             service: service.clone(),
             db: *db,
             quorum,
-            queries: sentinels.iter().map(|_| Mutex::new(None)).collect(),
+            queries: QueryConnections::new(sentinels.len()),
             url: url.clone(),
             opts,
             state: Mutex::new(State {
@@ -256,6 +256,12 @@ impl SentinelPrimary {
             let this = self.clone();
             tokio::spawn(async move { this.resolve(Why::Missing).await });
         }
+    }
+
+    /// A listener lost sentinel `i`: its query connection is likely dead too, so the next lookup
+    /// opens a new one instead of waiting out a timeout on it.
+    fn forget_query_connection(&self, i: usize) {
+        self.queries.forget(i);
     }
 
     /// A listener (re)subscribed: check in the background that no switch went unheard.

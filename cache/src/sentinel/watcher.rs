@@ -8,8 +8,10 @@
 //! partitioned stops answering the PING, and the listener reconnects instead of waiting forever on
 //! a silent socket. Reconnects back off from 100 ms to 2 s so a dead sentinel costs little.
 //!
-//! After every (re)subscription the listener asks the handle to re-check the primary by agreement,
-//! since a switch announced while it was not listening would otherwise go unnoticed.
+//! When a listener loses its sentinel it also drops the handle's query connection to that sentinel
+//! (it is most likely dead the same way), and after every (re)subscription it asks the handle to
+//! re-check the primary by agreement, since a switch announced while it was not listening would
+//! otherwise go unnoticed.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -64,6 +66,7 @@ async fn listen(this: Weak<SentinelPrimary>, index: usize) {
         })
         .await;
         let Ok(Ok(pubsub)) = subscribed else {
+            primary.forget_query_connection(index);
             drop(primary); // hold no strong reference while waiting
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -97,6 +100,11 @@ async fn listen(this: Weak<SentinelPrimary>, index: usize) {
                 }
             }
         }
+        let Some(primary) = this.upgrade() else {
+            return;
+        };
+        primary.forget_query_connection(index);
+        drop(primary);
         tokio::time::sleep(backoff).await;
     }
 }

@@ -198,3 +198,28 @@ pub async fn wait_for_primary(redis: &Redis, port: u16, limit: Duration) -> Opti
     }
     None
 }
+
+/// The group's Sentinel URL with each sentinel reached through its proxy (same order).
+pub fn proxied_url(group: &SentinelGroup, proxies: &[localredis::Proxy], service: &str) -> String {
+    let hosts: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.port()))
+        .collect();
+    let password = group.primary.config().password.clone().unwrap_or_default();
+    format!("redis://:{password}@{}/{service}", hosts.join(","))
+}
+
+/// One proxy in front of each sentinel of `group`.
+pub fn proxies_for(group: &SentinelGroup) -> Vec<localredis::Proxy> {
+    group
+        .sentinels
+        .iter()
+        .map(|s| localredis::Proxy::start(s.port()).unwrap())
+        .collect()
+}
+
+/// `ROLE` of a data node: `master` or `slave`.
+pub fn role(server: &RedisServer) -> Option<String> {
+    let reply = server.command(&["ROLE"]).ok()?;
+    Some(reply.as_array()?.first()?.as_str()?.to_string())
+}
