@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 pub mod connection;
 pub mod error;
 pub mod keys;
