@@ -17,8 +17,9 @@
 //!   older one: a node that a newer failover replaced is not written to again even if it still
 //!   says `master` and some sentinels still name it. (Only when *every* sentinel in the URL
 //!   reports the same older epoch — an operator re-created the monitor — is it accepted.)
-//! - **Every sentinel is listened to** ([`watcher`]): one `+switch-master` subscription per
-//!   sentinel, each with a health `PING` and reconnect backoff so a frozen or half-open sentinel
+//! - **Every sentinel is listened to** ([`watcher`]): one subscription per sentinel to
+//!   `+switch-master` and `+promoted-slave` (the failover leader's first word that a new epoch
+//!   exists), each with a health `PING` and reconnect backoff so a frozen or half-open sentinel
 //!   cannot stall it. An announcement from any sentinel immediately stops writes to the old
 //!   primary and starts a lookup; the lookup installs the new primary once a quorum confirms it.
 //! - **The current primary** lives behind a `std::sync::Mutex` (held only to clone or swap a
@@ -26,7 +27,7 @@
 //!   is gone or no longer primary — I/O, refused, timeout, dropped connection, `READONLY`,
 //!   `MASTERDOWN`, `LOADING` — invalidate that generation; the next request looks up again.
 //! - **Single flight.** One task looks up at a time (a tokio mutex); the others wait and reuse its
-//!   answer. A lookup's answer is installed only if no `+switch-master` arrived while it was in
+//!   answer. A lookup's answer is installed only if no announcement arrived while it was in
 //!   flight and its epoch is not older than the one in use: an announcement that races a lookup
 //!   can never be overwritten by the lookup's older answer.
 //!
@@ -65,7 +66,7 @@ use crate::url::{Node, RedisUrl, Topology};
 use agreement::{Lookup, QueryConnections};
 
 /// After a failed lookup, requests within this window fail fast with the same cause instead of
-/// queueing one more round of sentinel queries each. A `+switch-master` ends the window early.
+/// queueing one more round of sentinel queries each. An announcement ends the window early.
 const FAILED_RESOLVE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A lookup cut short because a switch was announced meanwhile is started again, at most this many
@@ -82,7 +83,7 @@ pub(crate) struct SentinelPrimary {
     state: Mutex<State>,
     /// Held by the one task looking up (single flight).
     resolving: tokio::sync::Mutex<()>,
-    /// Woken by every `+switch-master`: a lookup in flight stops waiting for stragglers and starts
+    /// Woken by every announcement: a lookup in flight stops waiting for stragglers and starts
     /// again with the news.
     news: tokio::sync::Notify,
     /// One query connection per sentinel, kept between lookups.
@@ -97,7 +98,8 @@ struct State {
     current: Option<Current>,
     /// Config epoch of the newest primary ever installed; lookups naming an older one are refused.
     epoch: u64,
-    /// `+switch-master` messages received; a lookup that saw this move is stale.
+    /// Announcements (`+switch-master`, `+promoted-slave`) received; a lookup that saw this move is
+    /// stale.
     announcements: u64,
     /// The last primary used, kept across invalidations to count real moves.
     last_node: Option<Node>,

@@ -1,5 +1,11 @@
-//! `+switch-master` listeners: one pub/sub connection per sentinel, so the handle hears of a
-//! failover from whichever sentinels know of it first, not from the one at the head of the URL.
+//! Failover listeners: one pub/sub connection per sentinel, so the handle hears of a failover from
+//! whichever sentinels know of it first, not from the one at the head of the URL.
+//!
+//! Two channels: `+switch-master`, which every sentinel publishes once it has adopted a new
+//! configuration, and `+promoted-slave`, which the failover leader publishes the moment the chosen
+//! replica has become primary and the new config epoch exists — usually 50 ms to seconds before
+//! any `+switch-master` (the leader's own comes only at the end of the failover). Both make the
+//! handle stop writing to the old primary at once; the new one is used when a quorum confirms it.
 //!
 //! Each listener is a task that holds only a `Weak` reference to the handle (so dropping the last
 //! [`crate::Redis`] ends it) and loops: connect and subscribe within the connect + response
@@ -35,16 +41,25 @@ pub(super) fn spawn_all(primary: &Arc<SentinelPrimary>) -> Vec<tokio::task::Abor
         .collect()
 }
 
-/// `<service> <old-ip> <old-port> <new-ip> <new-port>` → the new primary, if it is `service`'s.
-fn parse_switch(payload: &str, service: &str) -> Option<Node> {
+const SWITCH_MASTER: &str = "+switch-master";
+const PROMOTED_SLAVE: &str = "+promoted-slave";
+
+/// The new primary a message announces, if it is `service`'s:
+/// - `+switch-master`: `<service> <old-ip> <old-port> <new-ip> <new-port>`;
+/// - `+promoted-slave`: `slave <ip>:<port> <ip> <port> @ <service> <old-ip> <old-port>`.
+fn parse_announcement(channel: &str, payload: &str, service: &str) -> Option<Node> {
     let parts: Vec<&str> = payload.split(' ').collect();
-    match parts.as_slice() {
-        [name, _, _, host, port] if *name == service => Some(Node {
-            host: host.to_string(),
-            port: port.parse().ok()?,
-        }),
-        _ => None,
-    }
+    let (host, port) = match (channel, parts.as_slice()) {
+        (SWITCH_MASTER, [name, _, _, host, port]) if *name == service => (host, port),
+        (PROMOTED_SLAVE, ["slave", _, host, port, "@", name, _, _]) if *name == service => {
+            (host, port)
+        }
+        _ => return None,
+    };
+    Some(Node {
+        host: host.to_string(),
+        port: port.parse().ok()?,
+    })
 }
 
 async fn listen(this: Weak<SentinelPrimary>, index: usize) {
@@ -61,7 +76,7 @@ async fn listen(this: Weak<SentinelPrimary>, index: usize) {
         let subscribed = tokio::time::timeout(budget, async {
             let info = primary.sentinel_info(&primary.sentinels[index])?;
             let mut pubsub = client_for(info, &primary.opts)?.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
+            pubsub.subscribe(&[SWITCH_MASTER, PROMOTED_SLAVE]).await?;
             redis::RedisResult::Ok(pubsub)
         })
         .await;
@@ -84,11 +99,12 @@ async fn listen(this: Weak<SentinelPrimary>, index: usize) {
                 msg = messages.next() => {
                     let Some(msg) = msg else { break }; // the sentinel closed the connection
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some(new) = parse_switch(&payload, &service) {
+                    let channel = msg.get_channel_name();
+                    if let Some(new) = parse_announcement(channel, &payload, &service) {
                         let Some(primary) = this.upgrade() else {
                             return;
                         };
-                        tracing::info!(%service, primary = %new, sentinel = index, "sentinel announced +switch-master");
+                        tracing::info!(%service, primary = %new, sentinel = index, %channel, "sentinel announced a new primary");
                         primary.announced(new);
                     }
                 }
@@ -114,16 +130,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn switch_messages_name_the_new_primary_of_our_service_only() {
-        let new = parse_switch("mymaster 10.0.0.1 6379 10.0.0.2 6380", "mymaster").unwrap();
+    fn announcements_name_the_new_primary_of_our_service_only() {
+        let parse = |channel, payload| parse_announcement(channel, payload, "mymaster");
+        let new = parse(SWITCH_MASTER, "mymaster 10.0.0.1 6379 10.0.0.2 6380").unwrap();
         assert_eq!((new.host.as_str(), new.port), ("10.0.0.2", 6380));
+        let promoted = parse(
+            PROMOTED_SLAVE,
+            "slave 10.0.0.3:6381 10.0.0.3 6381 @ mymaster 10.0.0.1 6379",
+        )
+        .unwrap();
+        assert_eq!((promoted.host.as_str(), promoted.port), ("10.0.0.3", 6381));
         assert_eq!(
-            parse_switch("other 10.0.0.1 6379 10.0.0.2 6380", "mymaster"),
+            parse(SWITCH_MASTER, "other 10.0.0.1 6379 10.0.0.2 6380"),
             None
         );
-        assert_eq!(parse_switch("mymaster 10.0.0.1 6379", "mymaster"), None);
         assert_eq!(
-            parse_switch("mymaster 10.0.0.1 6379 10.0.0.2 x", "mymaster"),
+            parse(
+                PROMOTED_SLAVE,
+                "slave 10.0.0.3:6381 10.0.0.3 6381 @ other 10.0.0.1 6379"
+            ),
+            None
+        );
+        assert_eq!(parse(SWITCH_MASTER, "mymaster 10.0.0.1 6379"), None);
+        assert_eq!(
+            parse(SWITCH_MASTER, "mymaster 10.0.0.1 6379 10.0.0.2 x"),
+            None
+        );
+        assert_eq!(
+            parse("+sdown", "mymaster 10.0.0.1 6379 10.0.0.2 6380"),
             None
         );
     }
