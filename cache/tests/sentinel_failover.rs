@@ -171,7 +171,7 @@ async fn sentinel_handle_follows_a_failover_and_never_writes_to_the_demoted_prim
     .expect("writer stalled after the demotion");
     writer.abort();
 
-    let stats = commandstats(&primary);
+    let stats = commandstats(primary);
     assert_eq!(
         stats.get("evalsha").copied().unwrap_or(0),
         0,
