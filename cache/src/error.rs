@@ -369,6 +369,7 @@ pub(crate) fn classify(e: &RedisError) -> ErrorKind {
     match e.code() {
         Some("OOM") => return ErrorKind::OutOfMemory,
         Some("NOREPLICAS") => return ErrorKind::NoReplicas,
+        Some("NOPERM") => return ErrorKind::NoPermission,
         Some("WRONGTYPE") => return ErrorKind::Corrupt,
         Some("WRONGPASS" | "NOAUTH") => return ErrorKind::Auth,
         Some(NO_PRIMARY_CODE) => return ErrorKind::NoPrimary,
@@ -469,6 +470,7 @@ mod tests {
         use std::error::Error as _;
         let e = Error::from(server("OOM", "command not allowed"));
         assert!(e.source().is_some());
-        assert!(e.to_string().contains("out of memory"), "{e}");
+        let message = e.to_string();
+        assert!(message.contains("out of memory"), "{message}");
     }
 }

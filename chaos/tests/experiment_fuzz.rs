@@ -1,6 +1,6 @@
 //! The `chaos_experiment` fuzz target's properties on stable Rust, so `cargo test --workspace`
 //! checks them too (CI runs no fuzzer; `fuzz/` needs nightly and cargo-fuzz, see
-//! `fuzz/README.md`). The properties themselves are in `fuzz/props/experiment.rs`, shared with the
+//! `fuzz/README.md`). The properties themselves are in `testkit::experiment`, shared with the
 //! target.
 //!
 //! Inputs: the fuzz seed corpus (`fuzz/corpus/chaos_experiment/`: the shipped experiments,
@@ -9,10 +9,8 @@
 //! edits, then arbitrary text. A few hundred cases each by default (about a second in a debug
 //! build); `PROPTEST_CASES=100000` runs more.
 
-#[path = "../../fuzz/props/experiment.rs"]
-mod experiment_props;
-#[path = "../../fuzz/props/stable.rs"]
-mod stable;
+use testkit as stable;
+use testkit::experiment as experiment_props;
 
 use proptest::prelude::*;
 

@@ -2,15 +2,14 @@
 //!
 //! The input is a scenario file, optionally followed by NUL-separated `--set key=value` overrides
 //! (so the override path, `apply_set`, is fuzzed too). The properties live in
-//! `fuzz/props/scenario.rs`, shared with the stable test `loadgen/tests/scenario_fuzz.rs`:
+//! `testkit::scenario` (the `testkit` crate), shared with the stable test `loadgen/tests/scenario_fuzz.rs`:
 //! no panic, no hang, well-formed error locations, and an accepted scenario round-trips through
 //! its TOML and JSON printers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../props/scenario.rs"]
-mod props;
+use testkit::scenario as props;
 
 fuzz_target!(|data: &[u8]| {
     // The parser takes &str; lossy decoding lets byte-level mutations still reach it.

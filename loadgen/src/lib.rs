@@ -4,83 +4,54 @@
 //! limits) with goose against a real Redis — the one `REDIS_URL` names, or a throwaway
 //! `redis-server` it starts — and writes what an operator and a CI job need to decide whether the
 //! deployment holds: per-operation latency histograms, invariant violations, Redis's own view,
-//! and pass/fail verdicts against the scenario's SLOs.
+//! and pass/fail verdicts against the scenario's SLOs. `sweep`, `capacity`, `evict`, `compare`
+//! and `doctor` answer the other questions operators run it for.
 //!
-//! | part | what it is for |
-//! |---|---|
-//! | [`scenario`] | the TOML schema, validation, errors with `file:line:col` |
-//! | [`keyspace`] | accounts, sessions and tokens as the simulated server remembers them |
-//! | [`workload`] | the goose transaction: one weighted op against the stores |
-//! | [`attack`] | one measured goose attack with the live status line |
-//! | [`pacing`] | open-model schedule; service vs response time (coordinated omission) |
-//! | [`record`] | HdrHistograms per op, per-second series |
-//! | [`invariants`] | lost sessions, rate-limit over-admission, revoked tokens that validate |
-//! | [`target`] | the Redis under test, calibration |
-//! | [`observe`] | `INFO` before/after and every second, commandstats, `MEMORY USAGE` |
-//! | [`report`] | `summary.json`, `report.md`, `latency-<op>.hgrm`, `latency.svg` |
-//! | [`verdict`] | SLO and invariant verdicts → exit code |
-//! | [`run`] | the whole run, start to exit code |
-//! | [`doctor`] | `loadgen doctor`: reachability and configuration audit with fixes |
-//! | [`compare`] | `loadgen compare`: the CI regression gate, noise-aware verdicts per op and metric |
-//! | [`sweep`] | `loadgen sweep`: step the load to the knee, one goose attack per step |
-//! | [`capacity`] | `loadgen capacity`: bytes per key kind, what fits in a maxmemory |
-//! | [`evict`] | `loadgen evict`: eviction policies vs sessions and rate limits, SAFE/UNSAFE |
+//! ## Layers
+//!
+//! The crate is four layers over a foundation. A module imports only from layers below its own,
+//! never from a sibling command, never upwards:
+//!
+//! ```text
+//! cli/        the binary's half: clap flags, env, resolving into typed options,
+//!             printing (the only module that prints), exit codes, Ctrl-C
+//!   ↓
+//! commands/   run, sweep, capacity, evict, compare, doctor: one each, none imports another;
+//!             take typed options, emit progress events, return their result as a value
+//!   ↓
+//! engine/     what commands are built from: target, redis_admin, workload, keyspace, seed,
+//!             attack, stepper, pacing, record, invariants, judge, capacity, results, progress
+//!   ↓
+//! report/     results as data (summary.json, sweep.json, ...) and their renderers
+//!             (Markdown, SVG, console tables); knows nothing of goose or Redis
+//!   ↓
+//! scenario/, error.rs   foundation: the scenario schema and loader; the error type and exit codes
+//! ```
+//!
+//! Rules the layout keeps: values are typed once at the edge (`cli::resolve` turns flags, the
+//! environment and the scenario file into a command's options; nothing below re-parses a URL or
+//! formats a flag back into text); errors keep their source and are matched by kind, never by
+//! message ([`Error`], [`cache::ErrorKind`]); the library never prints (commands emit
+//! `engine::progress::Event`s, the binary renders them); cancellation is a token handed down, not
+//! a global flag.
+//!
+//! The public surface is small on purpose: the scenario schema ([`scenario`]), the result schemas
+//! and renderers ([`report`]), the error type, and the few engine and command entry points the
+//! integration tests and fuzz targets use, re-exported below.
 
-pub mod attack;
-pub mod capacity;
-pub mod cli;
-pub mod compare;
-pub mod doctor;
-pub mod evict;
-pub mod invariants;
-pub mod keyspace;
-pub mod observe;
-pub mod pacing;
-pub mod record;
+mod cli;
+mod commands;
+mod engine;
+mod error;
 pub mod report;
-pub mod run;
 pub mod scenario;
-pub mod status;
-pub mod sweep;
-pub mod target;
-pub mod verdict;
-pub mod workload;
 
-/// A reason to stop early, with the process exit code it maps to.
-#[derive(Debug)]
-pub struct Fatal {
-    pub code: i32,
-    pub message: String,
-}
+pub use cli::main;
+pub use error::{EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TARGET, EXIT_USAGE, Error, Result};
 
-impl Fatal {
-    /// Exit 2: the command line or the scenario is wrong.
-    pub fn usage(message: impl Into<String>) -> Fatal {
-        Fatal {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    /// Exit 3: no usable Redis (unreachable, authentication, TLS, not installed).
-    pub fn target(message: impl Into<String>) -> Fatal {
-        Fatal {
-            code: 3,
-            message: message.into(),
-        }
-    }
-
-    /// Exit 1: the run itself broke after it started.
-    pub fn run(message: impl Into<String>) -> Fatal {
-        Fatal {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Fatal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+/// Entry points for the integration tests and fuzz targets (not a stable API).
+pub mod testing {
+    pub use crate::commands::doctor::diagnose;
+    pub use crate::engine::capacity::measure::payload;
+    pub use crate::engine::workload::{login_session, session_store};
 }

@@ -1,5 +1,5 @@
 //! `loadgen` binary: see the library docs (`loadgen::cli` for the command line).
 
 fn main() {
-    std::process::exit(loadgen::cli::main());
+    std::process::exit(loadgen::main());
 }

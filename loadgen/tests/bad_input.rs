@@ -24,7 +24,7 @@ fn bad_scenarios_and_flags_exit_2_with_the_place_and_the_expected_form() {
             "wrong type",
             base.replace("users = 4", "users = \"four\""),
             vec![],
-            "bad.toml:2:9: invalid type: string \"four\", expected u32",
+            "bad.toml:2:9: `load.users` invalid type: a string, expected u32",
         ),
         (
             "zero weight",

@@ -8,7 +8,7 @@ use std::time::Instant;
 use cache::{ConnectOptions, Redis, RedisUrl};
 use common::*;
 use futures_util::stream::{self, StreamExt};
-use loadgen::capacity::measure::{payload, realistic_session, session_store};
+use loadgen::testing::{login_session, payload, session_store};
 use localredis::{RedisServer, ServerConfig};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -39,7 +39,7 @@ async fn fill_until_oom(url: &str) -> u64 {
                 let p = payload(k.payload, &mut rng);
                 let user = format!("u{}", i / per);
                 let ip = format!("198.18.{}.{}", (i >> 8) & 255, i & 255);
-                async move { store.create(realistic_session(&user, &ip, &p)).await }
+                async move { store.create(login_session(&user, &ip, &p)).await }
             })
             .buffer_unordered(32)
             .collect()

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use cache::{ConnectOptions, RedisUrl};
-use loadgen::doctor::{DoctorReport, Severity, diagnose};
+use loadgen::report::doctor::{DoctorReport, Severity};
+use loadgen::testing::diagnose;
 use localredis::{Persistence, RedisServer, Sentinel, SentinelConfig, ServerConfig};
 
 fn have(binaries: &[&str]) -> bool {

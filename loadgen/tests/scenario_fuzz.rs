@@ -1,6 +1,6 @@
 //! The `loadgen_scenario` fuzz target's properties on stable Rust, so `cargo test --workspace`
 //! checks them too (CI runs no fuzzer; `fuzz/` needs nightly and cargo-fuzz, see
-//! `fuzz/README.md`). The properties themselves are in `fuzz/props/scenario.rs`, shared with the
+//! `fuzz/README.md`). The properties themselves are in `testkit::scenario`, shared with the
 //! target.
 //!
 //! Inputs: the fuzz seed corpus (`fuzz/corpus/loadgen_scenario/`: the shipped scenarios, malformed
@@ -9,10 +9,8 @@
 //! arbitrary text. A few hundred cases each by default (about a second in a debug build);
 //! `PROPTEST_CASES=100000` runs more.
 
-#[path = "../../fuzz/props/scenario.rs"]
-mod scenario_props;
-#[path = "../../fuzz/props/stable.rs"]
-mod stable;
+use testkit as stable;
+use testkit::scenario as scenario_props;
 
 use std::path::Path;
 

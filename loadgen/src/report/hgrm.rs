@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn the_distribution_ends_at_the_max_with_every_count() {
-        let mut h = crate::record::new_histogram();
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
         for v in 1..=1000u64 {
             h.record(v * 10).unwrap();
         }

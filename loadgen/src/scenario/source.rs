@@ -11,7 +11,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Invalid, Scenario};
+use super::schema::{Override, Scenario};
+use super::validate::Invalid;
 
 /// One problem with a scenario, printed as `location: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +46,86 @@ fn at(path: &Path, text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
+/// serde's "invalid type: string \"…\", expected …" quotes the value; a value in the wrong place may
+/// be a secret pasted there (a password where a number belongs), so the type is named instead.
+fn without_value(message: &str) -> String {
+    const QUOTED: &str = "invalid type: string \"";
+    match message.strip_prefix(QUOTED) {
+        Some(rest) => match rest.rfind("\", expected ") {
+            Some(end) => format!("invalid type: a string{}", &rest[end + 1..]),
+            None => "invalid type: a string".into(),
+        },
+        None => message.to_string(),
+    }
+}
+
+/// The dotted path of the value whose span holds `offset` (`load.users`, `slo.latency.0.max`).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    use toml_edit::{Item, Table, Value};
+    let holds = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.contains(&offset));
+    // `v` holds the offset: descend into it if it is a container.
+    fn value(v: &Value, offset: usize, path: &mut Vec<String>) {
+        let inner: Vec<(String, &Value)> = match v {
+            Value::InlineTable(t) => t.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
+            _ => return,
+        };
+        if let Some((k, v)) = inner
+            .into_iter()
+            .find(|(_, v)| v.span().is_some_and(|s| s.contains(&offset)))
+        {
+            path.push(k);
+            value(v, offset, path);
+        }
+    }
+    fn table(
+        t: &Table,
+        offset: usize,
+        path: &mut Vec<String>,
+        holds: &dyn Fn(Option<std::ops::Range<usize>>) -> bool,
+    ) -> bool {
+        for (k, item) in t.iter() {
+            path.push(k.to_string());
+            let found = match item {
+                Item::Value(v) if holds(v.span()) => {
+                    value(v, offset, path);
+                    true
+                }
+                Item::Table(t) => table(t, offset, path, holds),
+                Item::ArrayOfTables(a) => a.iter().enumerate().any(|(i, t)| {
+                    path.push(i.to_string());
+                    let found = table(t, offset, path, holds);
+                    if !found {
+                        path.pop();
+                    }
+                    found
+                }),
+                _ => false,
+            };
+            if found {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut path = Vec::new();
+    table(doc.as_table(), offset, &mut path, &holds).then(|| path.join("."))
+}
+
 fn from_toml(path: &Path, text: &str, e: toml::de::Error) -> ScenarioError {
-    let mut message = e.message().trim_end().replace('\n', " ");
+    let mut message = without_value(&e.message().trim_end().replace('\n', " "));
+    // A value of the wrong type: name the field it belongs to.
+    if message.starts_with("invalid type")
+        && let Some(field) = e.span().and_then(|s| field_at(text, s.start))
+    {
+        message = format!("`{field}` {message}");
+    }
     if message.is_empty() {
         // toml has no words for some syntax errors (found by fuzzing: a control character in a
         // comment); name the character instead of printing `file:line:col: ` and nothing.
@@ -71,18 +150,38 @@ fn from_toml(path: &Path, text: &str, e: toml::de::Error) -> ScenarioError {
 /// is a dotted TOML path (`load.users`, `mix.login`, `slo.latency.0.max`) and whose value is TOML
 /// (`10`, `"5s"`) or, when it does not parse as TOML, a plain string (`5s`, `zipf(1.2)`).
 pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>> {
+    load_with(path, sets, &[])
+}
+
+/// [`load`], then the typed `overrides` (flags such as `--users`), each applied to its field and
+/// blamed on its flag if the result is invalid.
+pub fn load_with(
+    path: &Path,
+    sets: &[String],
+    overrides: &[Override],
+) -> Result<Scenario, Vec<ScenarioError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![ScenarioError {
             location: path.display().to_string(),
             message: format!("cannot read the scenario file: {e}"),
         }]
     })?;
-    parse(path, &text, sets)
+    parse_with(path, &text, sets, overrides)
 }
 
 /// [`load`] without the file system: `text` is the scenario, `path` only names it (in error
 /// locations, and as the default `name`). The fuzz targets and tests call this directly.
 pub fn parse(path: &Path, text: &str, sets: &[String]) -> Result<Scenario, Vec<ScenarioError>> {
+    parse_with(path, text, sets, &[])
+}
+
+/// [`parse`] with typed overrides applied last (see [`load_with`]).
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    sets: &[String],
+    overrides: &[Override],
+) -> Result<Scenario, Vec<ScenarioError>> {
     let mut scenario = if sets.is_empty() {
         toml::from_str::<Scenario>(text).map_err(|e| vec![from_toml(path, text, e)])?
     } else {
@@ -104,7 +203,7 @@ pub fn parse(path: &Path, text: &str, sets: &[String]) -> Result<Scenario, Vec<S
                 Ok(_) => {
                     return Err(vec![ScenarioError {
                         location: "--set".into(),
-                        message: e.message().trim_end().replace('\n', " "),
+                        message: without_value(&e.message().trim_end().replace('\n', " ")),
                     }]);
                 }
             },
@@ -113,6 +212,9 @@ pub fn parse(path: &Path, text: &str, sets: &[String]) -> Result<Scenario, Vec<S
     if scenario.name.is_none() {
         scenario.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     }
+    for o in overrides {
+        o.apply(&mut scenario);
+    }
     let problems = scenario.validate();
     if problems.is_empty() {
         return Ok(scenario);
@@ -120,7 +222,7 @@ pub fn parse(path: &Path, text: &str, sets: &[String]) -> Result<Scenario, Vec<S
     let doc = toml_edit::ImDocument::parse(text).ok();
     Err(problems
         .into_iter()
-        .map(|p| locate(path, text, doc.as_ref(), sets, p))
+        .map(|p| locate(path, text, doc.as_ref(), sets, overrides, p))
         .collect())
 }
 
@@ -133,9 +235,17 @@ fn locate(
     text: &str,
     doc: Option<&toml_edit::ImDocument<&str>>,
     sets: &[String],
+    overrides: &[Override],
     p: Invalid,
 ) -> ScenarioError {
     let dotted = p.path.join(".");
+    // A flag set this value last: the flag is to blame.
+    if let Some(o) = overrides.iter().rev().find(|o| o.path() == dotted) {
+        return ScenarioError {
+            location: o.flag().to_string(),
+            message: format!("`{dotted}` {}", p.message),
+        };
+    }
     // The last --set that touched this value (or a table containing it) is to blame.
     if let Some(set) = sets.iter().rev().find(|s| {
         let k = set_key(s);
@@ -260,6 +370,19 @@ mod tests {
         let e = load(&p, &[]).unwrap_err();
         assert!(e[0].location.ends_with(":2:9"), "{}", e[0]);
         assert!(e[0].message.contains("invalid type"), "{}", e[0]);
+        // The field is named; the value (which could be a secret pasted in the wrong place) is not.
+        assert!(e[0].message.starts_with("`load.users` "), "{}", e[0]);
+        assert!(!e[0].message.contains("two"), "{}", e[0]);
+        let (_d, p) = write(&format!(
+            "{OK}\n[[slo.latency]]\nop = \"all\"\npercentile = \"hunter2\"\nmax = \"5ms\"\n"
+        ));
+        let e = load(&p, &[]).unwrap_err();
+        assert!(
+            e[0].message
+                .starts_with("`slo.latency.0.percentile` invalid type: a string"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]

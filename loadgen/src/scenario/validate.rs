@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{Op, Scenario};
+use super::schema::{Op, REQUIRABLE, Scenario};
+use super::values::parse_size;
 
 const POLICIES: [&str; 8] = [
     "noeviction",
@@ -185,19 +186,13 @@ impl Scenario {
 
     fn validate_redis(&self, out: &mut Vec<Invalid>) {
         let r = &self.redis;
-        if let Some(m) = &r.maxmemory {
-            let lower = m.to_ascii_lowercase();
-            let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            let unit = &lower[digits.len()..];
-            if digits.is_empty()
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-                || !["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit)
-            {
-                out.push(invalid(
-                    &["redis", "maxmemory"],
-                    "expected a size like \"64mb\", \"1gb\" or \"1048576\"",
-                ));
-            }
+        if let Some(m) = &r.maxmemory
+            && parse_size(m).is_err()
+        {
+            out.push(invalid(
+                &["redis", "maxmemory"],
+                "expected a size like \"64mb\", \"1gb\" or \"1048576\"",
+            ));
         }
         if let Some(p) = &r.maxmemory_policy
             && !POLICIES.contains(&p.as_str())
@@ -240,6 +235,17 @@ impl Scenario {
                 &["slo", "min_throughput"],
                 "expected operations per second, 0 or more",
             ));
+        }
+        for (i, r) in s.require.iter().enumerate() {
+            if !REQUIRABLE.contains(&r.as_str()) {
+                out.push(invalid(
+                    &["slo", "require", &i.to_string()],
+                    format!(
+                        "`{r}` is not a check: expected one of {}",
+                        REQUIRABLE.join(", ")
+                    ),
+                ));
+            }
         }
         for (i, l) in s.latency.iter().enumerate() {
             let idx = i.to_string();

@@ -132,6 +132,34 @@ impl Serialize for Payload {
     }
 }
 
+/// A size as `redis.conf` writes it: `1048576`, `64mb`, `1gb`; `k`/`m`/`g` are powers of 1000 and
+/// `kb`/`mb`/`gb` powers of 1024, case-insensitive (Redis's `memtoull`). The error quotes the input
+/// and spells out the expected form.
+pub fn parse_size(raw: &str) -> Result<u64, String> {
+    let expected = "expected a size like 64mb, 1gb or 1048576 (bytes; kb/mb/gb are 1024-based, k/m/g 1000-based, as in redis.conf)";
+    let lower = raw.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{raw}` is not a size: {expected}"));
+    }
+    let factor: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("`{raw}`: unknown unit `{unit}`: {expected}")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("`{raw}` is too large: {expected}"))
+}
+
 /// How keys (accounts, client IPs, endpoints) are chosen from their population.
 ///
 /// - `uniform`: every key equally likely;
@@ -210,6 +238,20 @@ impl Serialize for Distribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_like_redis_conf() {
+        assert_eq!(parse_size("64mb").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1k").unwrap(), 1000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for bad in ["", "mb", "64 tb", "-1mb", "1.5gb", "99999999999999999999gb"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("expected a size"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn distributions_round_trip_and_refuse_nonsense() {
