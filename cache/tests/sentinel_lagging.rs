@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use localredis::{SentinelGroup, ServerConfig};
 use support::*;
-use witness::{Monitor, SwitchLog, Writer, wait_for_primary};
+use witness::{Monitor, SwitchLog, Writer, fail_over_and_follow};
 
 const SERVICE: &str = "mymaster";
 
@@ -47,33 +47,12 @@ async fn a_frozen_first_sentinel_does_not_keep_the_handle_on_the_old_primary() {
         .await
         .expect("the writer never got going");
 
-    let start = Instant::now();
     group.sentinels[0].pause().unwrap();
-    group.sentinels[1]
-        .command(&["SENTINEL", "FAILOVER", SERVICE])
-        .unwrap();
     // Sentinel 1 leads and announces; sentinel 2 learns the new epoch from its hello messages
     // (every 2 s) and announces too: that second announcement is the majority's.
-    let majority = poll_until(Duration::from_secs(30), || async {
-        switches.nth_to(2, new).is_some()
-    })
-    .await;
-    let switched_at = wait_for_primary(&redis, new, Duration::from_secs(20)).await;
+    let (majority_at, switched_at) =
+        fail_over_and_follow(&group, SERVICE, &switches, &redis, &writer, 2).await;
     group.sentinels[0].resume().unwrap();
-    let Some(majority_at) = majority.and(switches.nth_to(2, new)) else {
-        panic!(
-            "the sentinels never agreed on the new primary {new}: {:?}",
-            switches.dump(start)
-        );
-    };
-    let Some(switched_at) = switched_at else {
-        panic!(
-            "the handle never moved to {new} (still on {:?}); announcements {:?}; writes {:?}",
-            redis.current_primary(),
-            switches.dump(start),
-            writer.outcomes()
-        );
-    };
 
     // Let the thawed sentinel catch up (it may announce the switch late) while the writer goes on.
     let before = writer.acked();
@@ -90,14 +69,13 @@ async fn a_frozen_first_sentinel_does_not_keep_the_handle_on_the_old_primary() {
                 d.as_millis() as i64
             })
     };
+    let first_at = switches.nth_to(1, new).unwrap();
     println!(
         "handle switched {} ms after the majority's +switch-master ({} ms after the first); \
          announcements {:?}",
         late_ms(switched_at),
-        switched_at
-            .checked_duration_since(switches.nth_to(1, new).unwrap())
-            .map_or(0, |d| d.as_millis()),
-        switches.dump(start)
+        switched_at.saturating_duration_since(first_at).as_millis(),
+        switches.dump(first_at)
     );
     let stray = monitor.after(switched_at, "lag:", new);
     assert!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cache::{ConnectOptions, ErrorKind};
 use localredis::{SentinelGroup, ServerConfig};
 use support::*;
-use witness::{Monitor, SwitchLog, Writer, proxied_url, proxies_for, role, wait_for_primary};
+use witness::{Monitor, SwitchLog, Writer, fail_over_and_follow, proxied_url, proxies_for, role};
 
 const SERVICE: &str = "mymaster";
 
@@ -73,23 +73,8 @@ async fn race_round(round: usize) {
     .expect("the handle never dropped the killed connection");
     let lookup_started = Instant::now();
     let monitor = Monitor::start(&group.primary).await; // after the kill, which would end it
-    group.sentinels[1]
-        .command(&["SENTINEL", "FAILOVER", SERVICE])
-        .unwrap();
-    let announced = poll_until(Duration::from_secs(30), || async {
-        switches.nth_to(1, new).is_some()
-    })
-    .await;
-    let switched_at = wait_for_primary(&redis, new, Duration::from_secs(30)).await;
-    let (Some(_), Some(switched_at)) = (announced, switched_at) else {
-        panic!(
-            "round {round}: no switch to {new}: announcements {:?}, handle on {:?}, writes {:?}",
-            switches.dump(lookup_started),
-            redis.current_primary(),
-            writer.outcomes()
-        );
-    };
-    let first_at = switches.nth_to(1, new).unwrap();
+    let (first_at, switched_at) =
+        fail_over_and_follow(&group, SERVICE, &switches, &redis, &writer, 1).await;
     let before = writer.acked();
     poll_until(Duration::from_secs(10), || async {
         writer.acked() >= before + 50
@@ -156,25 +141,9 @@ async fn half_open_sentinel_connections_are_replaced_and_the_switch_is_not_misse
     let writer = Writer::start(redis.clone(), "half:", Duration::from_millis(5));
 
     // Every connection the handle has to a sentinel goes silent without closing; then fail over.
-    let start = Instant::now();
     proxies.iter().for_each(|p| p.stall_open_connections());
-    group.sentinels[1]
-        .command(&["SENTINEL", "FAILOVER", SERVICE])
-        .unwrap();
-    let majority = poll_until(Duration::from_secs(30), || async {
-        switches.nth_to(2, new).is_some()
-    })
-    .await;
-    let switched_at = wait_for_primary(&redis, new, Duration::from_secs(30)).await;
-    let (Some(_), Some(switched_at)) = (majority, switched_at) else {
-        panic!(
-            "no switch to {new}: announcements {:?}, handle on {:?}, writes {:?}",
-            switches.dump(start),
-            redis.current_primary(),
-            writer.outcomes()
-        );
-    };
-    let majority_at = switches.nth_to(2, new).unwrap();
+    let (majority_at, switched_at) =
+        fail_over_and_follow(&group, SERVICE, &switches, &redis, &writer, 2).await;
     drop(writer);
     let late = switched_at.saturating_duration_since(majority_at);
     println!(

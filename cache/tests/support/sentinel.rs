@@ -223,3 +223,42 @@ pub fn role(server: &RedisServer) -> Option<String> {
     let reply = server.command(&["ROLE"]).ok()?;
     Some(reply.as_array()?.first()?.as_str()?.to_string())
 }
+
+/// `SENTINEL FAILOVER` on sentinel 1, then waits for the `nth` sentinel's announcement of the
+/// replica and for `redis` to use it. Returns (that announcement, the handle's switch); panics with
+/// what every party said if either never comes.
+pub async fn fail_over_and_follow(
+    group: &SentinelGroup,
+    service: &str,
+    switches: &SwitchLog,
+    redis: &Redis,
+    writer: &Writer,
+    nth: usize,
+) -> (Instant, Instant) {
+    let start = Instant::now();
+    let new = group.replicas[0].port();
+    group.sentinels[1]
+        .command(&["SENTINEL", "FAILOVER", service])
+        .unwrap();
+    let limit = Duration::from_secs(30);
+    let announced = async {
+        while start.elapsed() < limit {
+            if let Some(at) = switches.nth_to(nth, new) {
+                return Some(at);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+    .await;
+    let switched = wait_for_primary(redis, new, limit).await;
+    match (announced, switched) {
+        (Some(announced), Some(switched)) => (announced, switched),
+        _ => panic!(
+            "no switch to {new}: announcements {:?}, handle on {:?}, writes {:?}",
+            switches.dump(start),
+            redis.current_primary(),
+            writer.outcomes()
+        ),
+    }
+}
