@@ -52,7 +52,8 @@ fn expand(tree: &str) -> Vec<String> {
         return vec![path.to_string()];
     };
     let prefix = tree[..open].trim_end_matches("::").trim();
-    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let close = tree.rfind('}').filter(|c| *c > open).unwrap_or(tree.len());
+    let inner = &tree[open + 1..close];
     let mut items = Vec::new();
     let (mut depth, mut start) = (0, 0);
     for (i, c) in inner.char_indices() {
@@ -84,17 +85,25 @@ fn expand(tree: &str) -> Vec<String> {
 /// Every `crate::`, `super::` or `self::` path the code names.
 fn paths(code: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = code;
-    // `use` statements, braces expanded.
-    while let Some(i) = rest.find("use ") {
-        let before = rest[..i].chars().last();
-        rest = &rest[i + 4..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
+    // `use` statements (a line that starts with `use`, `pub use` or `pub(crate) use`; text in a
+    // string that happens to contain "use " is not one), braces expanded.
+    let lines: Vec<&str> = code.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_start();
+        let rest_of = ["use ", "pub use ", "pub(crate) use "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p));
+        i += 1;
+        let Some(first) = rest_of else { continue };
+        let mut statement = first.to_string();
+        while !statement.contains(';') && i < lines.len() {
+            statement.push(' ');
+            statement.push_str(lines[i].trim());
+            i += 1;
         }
-        if let Some(end) = rest.find(';') {
-            out.extend(expand(&rest[..end]));
-            rest = &rest[end..];
+        if let Some(end) = statement.find(';') {
+            out.extend(expand(&statement[..end]));
         }
     }
     // Paths in code.

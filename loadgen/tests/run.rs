@@ -47,7 +47,7 @@ fn a_run_against_a_password_protected_server_writes_every_file_and_no_secret() {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
     let s = summary(&dir);
-    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["schema_version"], 2);
     assert!(s["ops"]["all"]["count"].as_u64().unwrap() > 0);
     assert!(
         s["ops"]["page_view"]["response"]["p99_us"]
@@ -239,5 +239,53 @@ fn ctrl_c_stops_the_run_writes_results_and_removes_the_server() {
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "server on {port} outlived loadgen"
+    );
+}
+
+#[test]
+fn a_scenario_that_never_reads_a_session_reports_lost_sessions_as_not_checked() {
+    let Some(()) = redis_available() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let out_s = out.path().display().to_string();
+    let args = [
+        "run",
+        "scenarios/load/ratelimit-abuse.toml",
+        "--out",
+        &out_s,
+        "--duration",
+        "2s",
+        "--set",
+        "load.warmup=0s",
+    ];
+    let o = run(&args);
+    let (stdout, stderr) = text(&o);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{stdout}\n{stderr}");
+    let s = summary(&results_dir(&stdout));
+    let verdict = |id: &str| {
+        s["slo"]["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} verdict"))
+    };
+    // Logins create sessions; nothing reads or destroys one: nothing was judged.
+    let lost = verdict("lost_sessions");
+    assert_eq!(lost["status"], "not_checked", "{lost}");
+    assert_eq!(lost["checked"], 0, "{lost}");
+    // The limiter was judged, on every decision.
+    let over = verdict("ratelimit_over_admissions");
+    assert!(over["checked"].as_u64().unwrap() > 0, "{over}");
+    assert!(stdout.contains("not checked: lost sessions"), "{stdout}");
+    // Required, the same run fails.
+    let mut args = args.to_vec();
+    args.extend(["--set", "slo.require=[\"lost_sessions\"]"]);
+    let o = run(&args);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("lost sessions not checked (required)"),
+        "{stdout}"
     );
 }

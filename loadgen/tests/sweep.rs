@@ -32,7 +32,7 @@ fn json(dir: &std::path::Path) -> serde_json::Value {
 }
 
 #[test]
-fn a_sweep_against_a_url_steps_the_rate_and_reports_the_knee() {
+fn a_sweep_stopped_by_max_steps_has_no_knee_and_exits_1() {
     let Some(()) = redis_available() else { return };
     let server = RedisServer::start(ServerConfig::default().maxmemory("64mb")).unwrap();
     let url = server.url();
@@ -50,29 +50,41 @@ fn a_sweep_against_a_url_steps_the_rate_and_reports_the_knee() {
         "--max-steps",
         "3",
     ]);
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    // Every step meets a 10 s p99, so the SLO never broke: no knee, only a floor.
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     let dir = results_dir(&stdout);
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("sweep-smoke-"), "{name}");
     let r = json(&dir);
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
     assert_eq!(r["target"]["throwaway"], false);
     assert_eq!(r["by"], "rate");
     let steps = r["steps"].as_array().unwrap();
-    // A 10 s p99 holds at 100-400 ops/s anywhere: three passing steps, offered 100, 200, 400
-    // (unless throughput stopped growing first, which also ends the sweep with a knee).
+    // A 10 s p99 holds at 100-400 ops/s anywhere: up to three passing steps, offered 100, 200, 400
+    // (fewer if throughput stopped growing first).
     assert!(!steps.is_empty() && steps.len() <= 3, "{steps:?}");
     for (i, s) in steps.iter().enumerate() {
         assert_eq!(s["offered"], 100.0 * 2f64.powi(i as i32));
         assert_eq!(s["passed"], true, "{s}");
         assert!(s["achieved"].as_f64().unwrap() > 0.0);
         assert!(s["p50_us"].as_u64().unwrap() <= s["p99_us"].as_u64().unwrap());
+        assert!(
+            ["server", "none", "generator", "unknown"].contains(&s["bottleneck"].as_str().unwrap()),
+            "{s}"
+        );
     }
+    assert!(r["knee"].is_null(), "{}", r["knee"]);
     let last = &steps[steps.len() - 1];
-    assert_eq!(r["knee"]["offered"], last["offered"]);
+    let no_knee = &r["no_knee"];
+    assert_eq!(
+        no_knee["highest_passing_offered"], last["offered"],
+        "{no_knee}"
+    );
     let stopped = r["stopped_because"].as_str().unwrap();
     assert!(
-        stopped.contains("--max-steps 3") || stopped.contains("stopped growing"),
+        stopped.contains("--max-steps 3")
+            || stopped.contains("stopped growing")
+            || stopped.contains("generator-bound"),
         "{stopped}"
     );
     assert_eq!(
@@ -84,15 +96,15 @@ fn a_sweep_against_a_url_steps_the_rate_and_reports_the_knee() {
     assert!(p["bytes_per_session"].as_f64().unwrap() > 0.0, "{p}");
     assert_eq!(p["projection"]["maxmemory_bytes"], 64 * 1024 * 1024);
     // The table on stdout, the Markdown and the chart.
-    assert!(stdout.contains("knee: "), "{stdout}");
+    assert!(stdout.contains("knee: none — no knee below "), "{stdout}");
     let md = std::fs::read_to_string(dir.join("sweep.md")).unwrap();
     assert!(
-        md.contains("**Knee: ") && md.contains("| 1 | step | 100 |"),
+        md.contains("**Knee: none — no knee below") && md.contains("| 1 | step | 100 |"),
         "{md}"
     );
     let svg = std::fs::read_to_string(dir.join("sweep.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
-    assert!(svg.contains(">knee ") && svg.trim_end().ends_with("</svg>"));
+    assert!(!svg.contains(">knee ") && svg.trim_end().ends_with("</svg>"));
     assert!(dir.join("goose/step-01.html").is_file());
 }
 
@@ -125,6 +137,11 @@ fn an_slo_no_step_can_meet_ends_the_sweep_with_exit_1_and_no_knee() {
     );
     assert_eq!(r["target"]["throwaway"], true);
     assert!(stdout.contains("knee: none"), "{stdout}");
+    assert_eq!(
+        r["no_knee"]["reason"], "no step met the SLO",
+        "{}",
+        r["no_knee"]
+    );
 }
 
 #[test]

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 
 use cache::ErrorKind;
 
-use super::record::{BUCKET_MS, Bucket};
 use crate::report::summary::{Availability, InfoPoint, PrimarySpan, Switch, Window};
 
 /// Error classes that mean "Redis was not there".
@@ -32,6 +31,45 @@ pub(crate) const UNAVAILABLE: [ErrorKind; 8] = [
 
 /// Down buckets closer than this are one window.
 pub(crate) const GAP_BUCKETS: usize = 3;
+
+/// Width of a timeline bucket, ms.
+pub(crate) const BUCKET_MS: u64 = 100;
+
+/// Outcomes of the operations that completed in one 100 ms bucket.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bucket {
+    pub(crate) ok: u32,
+    /// Failed because Redis was not there, by class (see [`UNAVAILABLE`]).
+    pub(crate) unavailable: [u32; UNAVAILABLE.len()],
+    /// Failed for another reason (OOM, NOPERM, a script error...).
+    pub(crate) other: u32,
+}
+
+impl Bucket {
+    /// Counts one operation: a success, or a failure of class `error`.
+    pub(crate) fn count(&mut self, failed: bool, error: Option<cache::ErrorKind>) {
+        if !failed {
+            self.ok += 1;
+            return;
+        }
+        match error.and_then(unavailable_index) {
+            Some(i) => self.unavailable[i] += 1,
+            None => self.other += 1,
+        }
+    }
+
+    pub(crate) fn add(&mut self, b: &Bucket) {
+        self.ok += b.ok;
+        self.other += b.other;
+        for (a, x) in self.unavailable.iter_mut().zip(&b.unavailable) {
+            *a += x;
+        }
+    }
+
+    pub(crate) fn unavailable_total(&self) -> u32 {
+        self.unavailable.iter().sum()
+    }
+}
 
 pub(crate) fn unavailable_index(kind: ErrorKind) -> Option<usize> {
     UNAVAILABLE.iter().position(|k| *k == kind)

@@ -21,50 +21,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::availability::{BUCKET_MS, Bucket};
 use crate::report::run::OpHistograms;
 use crate::report::summary::{ErrorClass, OpStats, Percentiles, SecondSample, SeriesReport};
 use crate::scenario::Op;
 
 /// Highest value tracked, µs.
 pub(crate) const MAX_US: u64 = 60_000_000;
-/// Width of a timeline bucket, ms.
-pub(crate) const BUCKET_MS: u64 = 100;
-
-/// Outcomes of the operations that completed in one 100 ms bucket.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Bucket {
-    pub(crate) ok: u32,
-    /// Failed because Redis was not there, by class (see [`super::availability::UNAVAILABLE`]).
-    pub(crate) unavailable: [u32; super::availability::UNAVAILABLE.len()],
-    /// Failed for another reason (OOM, NOPERM, a script error...).
-    pub(crate) other: u32,
-}
-
-impl Bucket {
-    fn count(&mut self, outcome: Outcome, error: Option<cache::ErrorKind>) {
-        if outcome != Outcome::Error {
-            self.ok += 1;
-            return;
-        }
-        match error.and_then(super::availability::unavailable_index) {
-            Some(i) => self.unavailable[i] += 1,
-            None => self.other += 1,
-        }
-    }
-
-    fn add(&mut self, b: &Bucket) {
-        self.ok += b.ok;
-        self.other += b.other;
-        for (a, x) in self.unavailable.iter_mut().zip(&b.unavailable) {
-            *a += x;
-        }
-    }
-
-    pub(crate) fn unavailable_total(&self) -> u32 {
-        self.unavailable.iter().sum()
-    }
-}
-
 /// Longest example message kept per error class.
 const MAX_EXAMPLE: usize = 300;
 
@@ -226,7 +189,7 @@ impl Recorder {
         if rec.timeline.len() <= bucket {
             rec.timeline.resize(bucket + 1, Bucket::default());
         }
-        rec.timeline[bucket].count(outcome, error.map(|(k, _)| k));
+        rec.timeline[bucket].count(outcome == Outcome::Error, error.map(|(k, _)| k));
         if !measured {
             return;
         }
