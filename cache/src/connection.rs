@@ -82,6 +82,9 @@ impl ConnectOptions {
 pub struct Redis {
     inner: Inner,
     url: Arc<RedisUrl>,
+    /// The options it was connected with (URL settings merged), for a second connection to a node
+    /// of the same deployment (an admin tool visiting each cluster primary).
+    opts: Arc<ConnectOptions>,
 }
 
 #[derive(Clone)]
@@ -227,6 +230,7 @@ impl Redis {
         let redis = Redis {
             inner,
             url: Arc::new(url.clone()),
+            opts: Arc::new(opts.clone()),
         };
         // ConnectionManager may come up before AUTH is proven on every path; one PING settles it.
         redis
@@ -244,6 +248,11 @@ impl Redis {
     /// The URL this handle was made from (its `Display` redacts the password).
     pub fn url(&self) -> &RedisUrl {
         &self.url
+    }
+
+    /// The options this handle was connected with (the URL's settings merged in).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
     }
 
     /// `standalone`, `sentinel` or `cluster`.
