@@ -12,20 +12,23 @@
 //!   command by itself — a failed write is reported to the caller, not replayed behind its back);
 //! - sentinel: our own [`crate::sentinel::SentinelPrimary`], because redis-rs resolves the primary once
 //!   and never follows a failover;
-//! - cluster: redis-rs's async cluster connection (MOVED/ASK handled there).
+//! - cluster: redis-rs's async cluster connection with its retries off, wrapped in
+//!   [`crate::cluster::ClusterNodes`], which follows `MOVED`/`ASK` and waits out `TRYAGAIN`/
+//!   `CLUSTERDOWN` but never re-sends a command that may have run (redis-rs re-sends after a
+//!   timeout or a dropped connection).
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{
     Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
     RedisFuture, TlsCertificates, Value,
 };
 
+use crate::cluster::ClusterNodes;
 use crate::error::{Error, Result};
 use crate::sentinel::SentinelPrimary;
 use crate::url::{Node, RedisUrl, Topology, join_nodes};
@@ -41,8 +44,10 @@ pub struct ConnectOptions {
     /// PEM bundle of CA certificates to trust for `rediss://` instead of the public web roots
     /// (a private CA, as most Redis TLS deployments use).
     pub tls_ca_pem: Option<Vec<u8>>,
-    /// Sentinel only: also subscribe to `+switch-master` on the sentinels, so the handle moves to the
-    /// new primary as soon as Sentinel announces it, not only when the old one fails a request.
+    /// Sentinel only: subscribe to `+switch-master` on every sentinel, so the handle stops writing
+    /// to the old primary as soon as any sentinel announces a failover and moves once a quorum
+    /// confirms the new one, not only when the old primary fails a request. Default on.
+    /// (How many sentinels must agree is the URL's `sentinel_quorum`, default a majority.)
     pub watch_switch_master: bool,
 }
 
@@ -77,13 +82,16 @@ impl ConnectOptions {
 pub struct Redis {
     inner: Inner,
     url: Arc<RedisUrl>,
+    /// The options it was connected with (URL settings merged), for a second connection to a node
+    /// of the same deployment (an admin tool visiting each cluster primary).
+    opts: Arc<ConnectOptions>,
 }
 
 #[derive(Clone)]
 enum Inner {
     Standalone(ConnectionManager),
     Sentinel(Arc<SentinelPrimary>),
-    Cluster(ClusterConnection),
+    Cluster(ClusterNodes),
 }
 
 impl std::fmt::Debug for Redis {
@@ -194,7 +202,8 @@ impl Redis {
                     .connection_timeout(opts.connect_timeout)
                     .response_timeout(opts.response_timeout)
                     .tcp_settings(tcp_settings())
-                    .retries(2);
+                    // Ours, in ClusterNodes: redis-rs would re-send after a timeout or a drop.
+                    .retries(0);
                 if let Some(user) = &url.username {
                     builder = builder.username(user);
                 }
@@ -215,12 +224,13 @@ impl Redis {
                     .get_async_connection()
                     .await
                     .map_err(|e| Error::connecting(&target, e))?;
-                Inner::Cluster(conn)
+                Inner::Cluster(ClusterNodes::new(conn, opts.response_timeout))
             }
         };
         let redis = Redis {
             inner,
             url: Arc::new(url.clone()),
+            opts: Arc::new(opts.clone()),
         };
         // ConnectionManager may come up before AUTH is proven on every path; one PING settles it.
         redis
@@ -238,6 +248,11 @@ impl Redis {
     /// The URL this handle was made from (its `Display` redacts the password).
     pub fn url(&self) -> &RedisUrl {
         &self.url
+    }
+
+    /// The options this handle was connected with (the URL's settings merged in).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
     }
 
     /// `standalone`, `sentinel` or `cluster`.
@@ -279,7 +294,10 @@ impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
             Inner::Standalone(c) => c.req_packed_command(cmd),
-            Inner::Cluster(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move { c.request(cmd).await })
+            }
             Inner::Sentinel(s) => {
                 let s = s.clone();
                 Box::pin(async move { s.request(cmd).await })
@@ -295,7 +313,10 @@ impl ConnectionLike for Redis {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.inner {
             Inner::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
-            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move { c.request_pipeline(pipeline, offset, count).await })
+            }
             Inner::Sentinel(s) => {
                 let s = s.clone();
                 Box::pin(async move { s.request_pipeline(pipeline, offset, count).await })

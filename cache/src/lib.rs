@@ -33,6 +33,7 @@
 //! ```
 
 pub mod clock;
+mod cluster;
 pub mod connection;
 pub mod error;
 pub mod keys;

@@ -17,6 +17,7 @@
 //!           | service [ "/" db ]                       ; sentinel:   redis://s1,s2/mymaster/2
 //! options   = connect_timeout=<ms> & response_timeout=<ms>
 //!           & sentinel_username=<name> & sentinel_password=<pw>
+//!           & sentinel_quorum=<n>                      ; sentinels that must agree on the primary
 //! ```
 //!
 //! How the topology is chosen, without an explicit scheme: a non-numeric path is a Sentinel service
@@ -142,6 +143,10 @@ pub struct UrlOptions {
     /// `sentinel_password=`: password for the sentinels (`requirepass` in sentinel.conf).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sentinel_password: Option<Secret>,
+    /// `sentinel_quorum=<n>`: how many sentinels must name the same primary at the newest config
+    /// epoch before the handle writes to it. Default: a majority of the sentinels in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_quorum: Option<usize>,
 }
 
 mod opt_ms {
@@ -227,7 +232,7 @@ pub enum UrlError {
     #[error("REDIS_URL {0} is not valid percent-encoded UTF-8")]
     BadEncoding(&'static str),
     #[error(
-        "REDIS_URL option `{0}` is not known: expected connect_timeout, response_timeout, sentinel_username or sentinel_password"
+        "REDIS_URL option `{0}` is not known: expected connect_timeout, response_timeout, sentinel_username, sentinel_password or sentinel_quorum"
     )]
     UnknownOption(String),
     #[error("REDIS_URL option `{key}` is not valid: expected {expected}")]
@@ -395,9 +400,21 @@ impl RedisUrl {
             }
         };
         let options = parse_options(query)?;
-        if !sentinel && (options.sentinel_password.is_some() || options.sentinel_username.is_some())
+        if !sentinel
+            && (options.sentinel_password.is_some()
+                || options.sentinel_username.is_some()
+                || options.sentinel_quorum.is_some())
         {
             return Err(UrlError::SentinelOptionsWithoutSentinel);
+        }
+        if let (Some(quorum), Topology::Sentinel { sentinels, .. }) =
+            (options.sentinel_quorum, &topology)
+            && quorum > sentinels.len()
+        {
+            return Err(UrlError::BadOption {
+                key: "sentinel_quorum".into(),
+                expected: "a number from 1 to the number of sentinels in the URL",
+            });
         }
         Ok(RedisUrl {
             tls,
@@ -477,6 +494,9 @@ impl RedisUrl {
                 utf8_percent_encode(p.expose(), USERINFO).to_string()
             };
             query.push(format!("sentinel_password={shown}"));
+        }
+        if let Some(q) = self.options.sentinel_quorum {
+            query.push(format!("sentinel_quorum={q}"));
         }
         if !query.is_empty() {
             out.push('?');
@@ -663,6 +683,15 @@ fn parse_options(query: Option<&str>) -> Result<UrlOptions, UrlError> {
             "sentinel_password" => {
                 options.sentinel_password = Some(Secret(decode(value, "sentinel_password")?))
             }
+            "sentinel_quorum" => match value.parse::<usize>() {
+                Ok(q) if q >= 1 => options.sentinel_quorum = Some(q),
+                _ => {
+                    return Err(UrlError::BadOption {
+                        key: key.to_string(),
+                        expected: "a number from 1 to the number of sentinels in the URL",
+                    });
+                }
+            },
             // Echo only what looks like an option name, so a pasted secret is never repeated.
             other
                 if other.len() <= 32

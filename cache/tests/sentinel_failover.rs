@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache::{KeySchema, SessionConfig, SessionStore};
-use localredis::{RedisServer, Sentinel, SentinelConfig, ServerConfig};
+use localredis::{SentinelGroup, ServerConfig};
 use support::*;
 use tokio::sync::Mutex;
 
@@ -27,41 +27,24 @@ async fn sentinel_handle_follows_a_failover_and_never_writes_to_the_demoted_prim
     if !have(&["redis-server", "redis-sentinel"]) {
         return;
     }
-    let password = "failover-pw";
-    let mut primary = RedisServer::start(ServerConfig::default().password(password)).unwrap();
-    let replica = RedisServer::start(
-        ServerConfig::default()
-            .password(password)
-            .replica_of("127.0.0.1", primary.port()),
-    )
-    .unwrap();
-    let sentinels: Vec<Sentinel> = (0..3)
-        .map(|_| {
-            let mut c = SentinelConfig::monitoring("mymaster", &primary);
-            c.quorum = 2;
+    let mut group = SentinelGroup::start(
+        ServerConfig::default().password("failover-pw"),
+        1,
+        3,
+        "mymaster",
+        |c| {
             c.down_after_ms = DOWN_AFTER_MS;
             c.failover_timeout_ms = 3000;
-            Sentinel::start(c).unwrap()
-        })
-        .collect();
-    // Wait until every sentinel knows the replica (else there is nobody to promote).
-    poll_until(Duration::from_secs(30), || async {
-        sentinels.iter().all(|s| {
-            s.command(&["SENTINEL", "replicas", "mymaster"])
-                .ok()
-                .and_then(|r| r.as_array().map(|a| !a.is_empty()))
-                .unwrap_or(false)
-        })
-    })
-    .await
-    .expect("sentinels never discovered the replica");
-
-    let hosts: Vec<String> = sentinels
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port()))
-        .collect();
-    let url = format!("redis://:{password}@{}/mymaster", hosts.join(","));
-    let redis = connect(&url).await;
+        },
+    )
+    .unwrap();
+    let redis = connect(&group.url("mymaster")).await;
+    let SentinelGroup {
+        primary,
+        replicas,
+        sentinels,
+    } = &mut group;
+    let replica = &replicas[0];
     assert_eq!(redis.current_primary().unwrap().port, primary.port());
     let sessions = SessionStore::new(
         redis.clone(),
@@ -169,7 +152,7 @@ async fn sentinel_handle_follows_a_failover_and_never_writes_to_the_demoted_prim
     })
     .await;
     if demoted.is_none() {
-        for s in &sentinels {
+        for s in sentinels.iter() {
             let log = std::fs::read_to_string(s.log_path()).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(12).collect();
             eprintln!(
@@ -188,7 +171,7 @@ async fn sentinel_handle_follows_a_failover_and_never_writes_to_the_demoted_prim
     .expect("writer stalled after the demotion");
     writer.abort();
 
-    let stats = commandstats(&primary);
+    let stats = commandstats(primary);
     assert_eq!(
         stats.get("evalsha").copied().unwrap_or(0),
         0,

@@ -145,6 +145,7 @@ fn query() -> impl Strategy<Value = String> {
         (0u32..4_000_000).prop_map(|ms| format!("response_timeout={ms}")),
         userinfo_text().prop_map(|u| format!("sentinel_username={u}")),
         userinfo_text().prop_map(|p| format!("sentinel_password={p}")),
+        (0u32..5).prop_map(|q| format!("sentinel_quorum={q}")),
         "[a-z_]{1,6}=[a-z0-9]{0,3}",
     ];
     prop_oneof![

@@ -27,11 +27,13 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(20);
 const CLI_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// A running cluster of primaries, no replicas. Dropping it kills every node.
+/// A running cluster. Dropping it kills every node.
 #[derive(Debug)]
 pub struct Cluster {
     /// The nodes, in creation order. Signal them individually for faults.
+    /// `redis-cli` decides which become replicas; ask a node's `ROLE`.
     pub nodes: Vec<RedisServer>,
+    replicas_per_primary: usize,
 }
 
 impl Cluster {
@@ -45,6 +47,20 @@ impl Cluster {
     /// `replica_of`; [`Error::Tool`] if `redis-cli --cluster create` fails;
     /// [`Error::ClusterNotReady`]; and anything [`RedisServer::start`] returns.
     pub fn start(n_primaries: usize, base: ServerConfig) -> Result<Self, Error> {
+        Self::start_with_replicas(n_primaries, 0, base)
+    }
+
+    /// As [`start`](Self::start), with `replicas_per_primary` replicas for
+    /// each primary (`--cluster-replicas`), so a primary can fail over.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_replicas(
+        n_primaries: usize,
+        replicas_per_primary: usize,
+        base: ServerConfig,
+    ) -> Result<Self, Error> {
         if n_primaries < 3 {
             return Err(Error::InvalidConfig(format!(
                 "a cluster needs at least 3 primaries, got {n_primaries}"
@@ -59,10 +75,13 @@ impl Cluster {
         }
         let cli = find_binary("redis-cli")?;
         let config = base.cluster(true);
-        let nodes = (0..n_primaries)
+        let nodes = (0..n_primaries * (1 + replicas_per_primary))
             .map(|_| RedisServer::start(config.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let cluster = Cluster { nodes };
+        let cluster = Cluster {
+            nodes,
+            replicas_per_primary,
+        };
         cluster.create_slots(&cli)?;
         cluster.wait_state_ok(&cli)?;
         Ok(cluster)
@@ -92,7 +111,9 @@ impl Cluster {
         let mut cmd = self.cli(cli);
         cmd.args(["--cluster", "create"])
             .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
-            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+            .arg("--cluster-replicas")
+            .arg(self.replicas_per_primary.to_string())
+            .arg("--cluster-yes");
         let what = "redis-cli --cluster create";
         let output_path = self.nodes[0].dir().join("cluster-create.log");
         let (status, output) = run_bounded(cmd, what, &output_path, CREATE_TIMEOUT)?;

@@ -1,6 +1,9 @@
 //! Local Redis processes on demand: a `redis-server`, a replica, a Sentinel, a
 //! cluster or a TLS server, each on a free `127.0.0.1` port in its own
 //! temporary directory, supervised from Rust and gone when its handle drops.
+//! [`SentinelGroup`] starts a whole Sentinel deployment ready to fail over, and
+//! [`Proxy`] sits between a client and a process for the faults a signal
+//! cannot make (slow answers, half-open connections, lost replies).
 //!
 //! # Why this crate exists
 //!
@@ -67,8 +70,10 @@ mod cluster;
 mod error;
 mod host;
 mod process;
+mod proxy;
 pub mod resp;
 mod sentinel;
+mod sentinel_group;
 mod server;
 mod spawn;
 mod tls;
@@ -76,7 +81,9 @@ mod tls;
 pub use cluster::Cluster;
 pub use error::Error;
 pub use host::{find_binary, free_port, require_binary_for_test};
+pub use proxy::Proxy;
 pub use sentinel::{Sentinel, SentinelConfig};
+pub use sentinel_group::SentinelGroup;
 pub use server::{Persistence, RedisServer, ServerConfig};
 pub use tls::TlsFiles;
 

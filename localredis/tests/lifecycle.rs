@@ -387,3 +387,45 @@ fn servers_die_with_their_parent_process() {
         || (!process_exists(pid)).then_some(()),
     );
 }
+
+#[test]
+fn proxy_forwards_delays_stalls_and_loses_replies() {
+    if !have(&["redis-server"]) {
+        return;
+    }
+    let server = RedisServer::start(ServerConfig::default()).expect("start");
+    let proxy = localredis::Proxy::start(server.port()).expect("proxy");
+    let open = |timeout| Connection::open(addr(proxy.port()), timeout).expect("connect");
+    let mut plain = open(Duration::from_secs(2));
+    assert_eq!(text(plain.command(&["SET", "k", "1"])), "OK");
+
+    // Delayed replies arrive late but in order.
+    proxy.delay_replies(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(text(plain.command(&["GET", "k"])), "1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.delay_replies(Duration::ZERO);
+
+    // A lost reply: the command ran, the client sees its connection closed.
+    proxy.lose_next_reply();
+    assert!(plain.command(&["INCR", "k"]).is_err());
+    let mut direct = server.connect().expect("direct");
+    assert_eq!(text(direct.command(&["GET", "k"])), "2");
+
+    // Stalled connections stay open and silent; new ones work.
+    let mut stalled = open(Duration::from_millis(300));
+    assert_eq!(text(stalled.command(&["PING"])), "PONG");
+    proxy.stall_open_connections();
+    assert!(matches!(
+        stalled.command(&["PING"]),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(
+        text(open(Duration::from_secs(2)).command(&["PING"])),
+        "PONG"
+    );
+}

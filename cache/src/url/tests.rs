@@ -97,9 +97,10 @@ fn every_valid_url_round_trips_through_its_printer() {
 #[test]
 fn options_are_parsed_and_printed() {
     let url = RedisUrl::parse(
-        "redis://s1,s2/mymaster?connect_timeout=250&response_timeout=1500&sentinel_username=sen&sentinel_password=s%3Acret",
+        "redis://s1,s2/mymaster?connect_timeout=250&response_timeout=1500&sentinel_username=sen&sentinel_password=s%3Acret&sentinel_quorum=2",
     )
     .unwrap();
+    assert_eq!(url.options.sentinel_quorum, Some(2));
     assert_eq!(
         url.options.connect_timeout,
         Some(Duration::from_millis(250))
@@ -156,6 +157,9 @@ fn invalid_urls_are_refused_with_the_expected_error() {
         ("redis://[nothex]:6379", UrlError::BadHost { host: "[nothex]:6379".into(), reason: "expected an IPv6 address inside `[...]`" }),
         ("redis://:%FF@localhost", UrlError::BadEncoding("password")),
         ("redis://localhost?sentinel_password=x", UrlError::SentinelOptionsWithoutSentinel),
+        ("redis://localhost?sentinel_quorum=1", UrlError::SentinelOptionsWithoutSentinel),
+        ("redis://s1,s2/mymaster?sentinel_quorum=3", UrlError::BadOption { key: "sentinel_quorum".into(), expected: "a number from 1 to the number of sentinels in the URL" }),
+        ("redis://s1,s2/mymaster?sentinel_quorum=0", UrlError::BadOption { key: "sentinel_quorum".into(), expected: "a number from 1 to the number of sentinels in the URL" }),
         ("redis://ho$t:6379", UrlError::BadHost { host: "ho$t".into(), reason: "expected a DNS name, an IPv4 address or [IPv6] (an unbracketed IPv6 address needs [ ])" }),
     ];
     for (input, expected) in vectors {

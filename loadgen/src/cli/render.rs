@@ -125,8 +125,8 @@ fn line(e: &Event) -> Option<String> {
         Event::InterruptedBeforeLoad => {
             "interrupted before the load started: nothing measured".into()
         }
-        Event::Note(n) => format!("note: {n}"),
-        Event::Warning(w) => format!("warning: {w}"),
+        Event::Note(n) => format!("note: {}", fmt::clip(n, fmt::MAX_LINE)),
+        Event::Warning(w) => format!("warning: {}", fmt::clip(w, fmt::MAX_LINE)),
         Event::Status(_) | Event::StatusEnd => return None,
     })
 }
@@ -152,7 +152,9 @@ pub(crate) fn results_line(dir: &std::path::Path) {
 pub(crate) fn error(e: &Error) -> i32 {
     let code = e.exit_code();
     if code != EXIT_INTERRUPTED {
-        eprintln!("error: {}", e.to_string().replace('\n', "\nerror: "));
+        for line in e.to_string().lines() {
+            eprintln!("error: {}", fmt::clip(line, fmt::MAX_LINE));
+        }
     }
     code
 }

@@ -114,6 +114,7 @@ async fn measure(
     progress.emit(Event::LoadStarted(l.clone()));
     let step = stepper.step(l, &dir.join("report.html")).await?;
     let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
+    let nodes = redis_admin::node_reports(redis).await;
     // Skipped after Ctrl-C: the operator wants out, not more writes.
     let memory_projection = if cancel.is_cancelled() {
         None
@@ -173,6 +174,7 @@ async fn measure(
                 Default::default()
             },
             bytes_per_key,
+            nodes,
             series,
         },
         series: measured.series_report(),

@@ -33,11 +33,7 @@ const MAX_EXAMPLE: usize = 300;
 
 /// `message` cut to [`MAX_EXAMPLE`] characters, on one line.
 fn example(message: &str) -> String {
-    let one_line = message.replace(['\n', '\r'], " ");
-    match one_line.char_indices().nth(MAX_EXAMPLE) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
+    crate::report::fmt::clip(message, MAX_EXAMPLE)
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {

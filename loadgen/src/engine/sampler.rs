@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::clock::ServerClock;
 use super::record::new_histogram;
-use super::redis_admin::{Info, info};
+use super::redis_admin::{Info, info, node_of};
 use crate::report::summary::InfoPoint;
 
 /// The fields kept from each `INFO` sample.
@@ -48,20 +48,6 @@ pub(crate) fn selected(info: &Info) -> BTreeMap<String, f64> {
         .collect();
     m.insert("keys".into(), info.keys());
     m
-}
-
-/// The node a handle is talking to: the Sentinel handle's current primary, else the URL's node
-/// (`cluster` for a cluster: its nodes are reported apart).
-pub(crate) fn node_of(redis: &Redis) -> String {
-    use cache::url::{Topology, join_nodes};
-    match (redis.current_primary(), &redis.url().topology) {
-        (Some(n), _) => n.to_string(),
-        (None, Topology::Standalone { node, .. }) => node.to_string(),
-        (None, Topology::Sentinel { sentinels, .. }) => {
-            format!("no primary ({})", join_nodes(sentinels))
-        }
-        (None, Topology::Cluster { .. }) => "cluster".into(),
-    }
 }
 
 /// One `INFO` sample at `t` seconds, from `node`.

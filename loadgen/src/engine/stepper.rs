@@ -158,6 +158,9 @@ impl<'t> Stepper<'t> {
         };
         w.clock.sync(redis).await;
         let before = redis_admin::info(redis, "all").await.unwrap_or_default();
+        let cpu_nodes_before = redis_admin::info_by_node(redis, "cpu")
+            .await
+            .unwrap_or_default();
         let cpu_before = cpu::read();
         let sampler =
             sampler::Sampler::start(redis.clone(), probe, w.clock.clone(), w.recorder.started);
@@ -170,6 +173,9 @@ impl<'t> Stepper<'t> {
         )
         .await;
         let generator = cpu_before.until(&cpu::read());
+        let cpu_nodes_after = redis_admin::info_by_node(redis, "cpu")
+            .await
+            .unwrap_or_default();
         let sampled = sampler.finish().await;
         let after = redis_admin::info(redis, "all").await.unwrap_or_default();
         let measured = w.recorder.finish();
@@ -177,7 +183,7 @@ impl<'t> Stepper<'t> {
         let ops = measured.op_stats(&self.scenario.mix.weighted_ops(), seconds);
         let evidence = Evidence {
             generator,
-            redis: redis_cpu(&before, &after),
+            redis: redis_cpu(&cpu_nodes_before, &cpu_nodes_after),
             probe: (!sampled.probe.is_empty()).then(|| ProbeUse {
                 idle_p50_us: idle_rtt,
                 p50_us: sampled.probe.value_at_quantile(0.5),
@@ -216,23 +222,33 @@ impl<'t> Stepper<'t> {
     }
 }
 
-/// Redis's CPU over the attack, when one server answered both `INFO`s (same `run_id`).
-fn redis_cpu(before: &Info, after: &Info) -> Option<RedisCpu> {
-    let same = before.get("run_id").is_some() && before.get("run_id") == after.get("run_id");
-    if !same {
+/// Redis's CPU over the attack, from each primary's `INFO cpu` before and after: the busiest
+/// node's main thread (a hot slot shows as one node's CPU) and all threads of all nodes. `None`
+/// unless every node answered both with the same `run_id` (a failover moves the counters).
+fn redis_cpu(before: &[(String, Info)], after: &[(String, Info)]) -> Option<RedisCpu> {
+    if before.is_empty() || before.len() != after.len() {
         return None;
     }
-    let grew = |fields: [&str; 2]| -> Option<f64> {
-        fields
-            .iter()
-            .map(|f| Some(after.num(f)? - before.num(f)?))
-            .sum::<Option<f64>>()
-            .map(|d| d.max(0.0))
+    let mut cpu = RedisCpu {
+        main_thread_seconds: 0.0,
+        all_threads_seconds: 0.0,
     };
-    Some(RedisCpu {
-        main_thread_seconds: grew(["used_cpu_user_main_thread", "used_cpu_sys_main_thread"])?,
-        all_threads_seconds: grew(["used_cpu_user", "used_cpu_sys"])?,
-    })
+    for ((node_b, b), (node_a, a)) in before.iter().zip(after) {
+        if node_b != node_a || b.get("run_id").is_none() || b.get("run_id") != a.get("run_id") {
+            return None;
+        }
+        let grew = |fields: [&str; 2]| -> Option<f64> {
+            fields
+                .iter()
+                .map(|f| Some(a.num(f)? - b.num(f)?))
+                .sum::<Option<f64>>()
+                .map(|d| d.max(0.0))
+        };
+        let main = grew(["used_cpu_user_main_thread", "used_cpu_sys_main_thread"])?;
+        cpu.main_thread_seconds = cpu.main_thread_seconds.max(main);
+        cpu.all_threads_seconds += grew(["used_cpu_user", "used_cpu_sys"])?;
+    }
+    Some(cpu)
 }
 
 /// Takes the workload back once goose has dropped its handles (they go when its users stop).

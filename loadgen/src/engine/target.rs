@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache::{ConnectOptions, Redis, RedisUrl, Topology};
-use localredis::{Persistence, RedisServer, ServerConfig};
+use localredis::{Cluster, Persistence, RedisServer, ServerConfig};
 
 use super::progress::{Event, Progress};
 use crate::error::{Error, Result};
 use crate::report::summary::{Calibration, TargetInfo};
-use crate::scenario::{PersistenceKind, RedisConfig};
+use crate::scenario::{PersistenceKind, RedisConfig, ThrowawayTopology};
 
 /// How long connecting may take in all, whatever the URL's timeouts say.
 pub(crate) const CONNECT_BOUND: Duration = Duration::from_secs(5);
@@ -32,8 +32,8 @@ pub(crate) struct Target {
     pub(crate) redis: Redis,
     /// The URL it was reached by. Its `Display` redacts the password: safe to print.
     pub(crate) url: RedisUrl,
-    /// Set when we started the server; dropping it stops the server.
-    pub(crate) throwaway: Option<RedisServer>,
+    /// Set when we started the server(s); dropping it stops them.
+    pub(crate) throwaway: Option<Throwaway>,
     /// How `redis` was connected, for a second handle.
     opts: ConnectOptions,
 }
@@ -78,8 +78,8 @@ impl Target {
         }
     }
 
-    /// Stops the throwaway server, if any, off the async threads (its `Drop` waits for the
-    /// process to exit).
+    /// Stops the throwaway server(s), if any, off the async threads (their `Drop` waits for the
+    /// processes to exit).
     pub(crate) async fn close(self) {
         if let Some(server) = self.throwaway {
             let _ = tokio::task::spawn_blocking(move || drop(server)).await;
@@ -94,6 +94,12 @@ fn goose_host(url: &RedisUrl) -> String {
         Topology::Cluster { nodes } => nodes.first(),
     };
     first.map_or_else(|| "redis://target".into(), |n| format!("redis://{n}"))
+}
+
+/// The server(s) loadgen started itself: removed when dropped (and, on Linux, when loadgen dies).
+pub(crate) enum Throwaway {
+    Server(Box<RedisServer>),
+    Cluster(Cluster),
 }
 
 /// Which Redis to test, resolved once at the edge: a parsed URL (from `--redis-url` or
@@ -141,8 +147,8 @@ pub(crate) async fn connect(url: &RedisUrl, opts: &ConnectOptions) -> Result<Red
     }
 }
 
-/// Starts the throwaway server the scenario describes.
-pub(crate) async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer> {
+/// Starts the throwaway server — or cluster — the scenario describes.
+pub(crate) async fn start_throwaway(cfg: &RedisConfig) -> Result<Throwaway> {
     let server_cfg = ServerConfig {
         maxmemory: cfg.maxmemory.clone(),
         maxmemory_policy: cfg.maxmemory_policy.clone(),
@@ -157,10 +163,16 @@ pub(crate) async fn start_throwaway(cfg: &RedisConfig) -> Result<RedisServer> {
         },
         ..ServerConfig::default()
     };
-    tokio::task::spawn_blocking(move || RedisServer::start(server_cfg))
-        .await
-        .map_err(|e| Error::Broken(format!("starting redis-server: {e}")))?
-        .map_err(|source| Error::NoServer { source })
+    let (topology, primaries) = (cfg.topology, cfg.primaries as usize);
+    tokio::task::spawn_blocking(move || match topology {
+        ThrowawayTopology::Standalone => {
+            RedisServer::start(server_cfg).map(|s| Throwaway::Server(Box::new(s)))
+        }
+        ThrowawayTopology::Cluster => Cluster::start(primaries, server_cfg).map(Throwaway::Cluster),
+    })
+    .await
+    .map_err(|e| Error::Broken(format!("starting redis-server: {e}")))?
+    .map_err(|source| Error::NoServer { source })
 }
 
 /// The target for this command: the given URL, or a throwaway server configured by `cfg`.
@@ -188,7 +200,11 @@ pub(crate) async fn open(
         });
     }
     let server = start_throwaway(cfg).await?;
-    let url = RedisUrl::parse(&server.url())
+    let (raw_url, port) = match &server {
+        Throwaway::Server(s) => (s.url(), s.port()),
+        Throwaway::Cluster(c) => (c.url(), c.nodes.first().map_or(0, |n| n.port())),
+    };
+    let url = RedisUrl::parse(&raw_url)
         .map_err(|e| Error::Broken(format!("the throwaway server's URL: {e}")))?;
     let mut settings: Vec<String> = Vec::new();
     if let Some(m) = &cfg.maxmemory {
@@ -200,10 +216,10 @@ pub(crate) async fn open(
     if cfg.persistence != PersistenceKind::None {
         settings.push(format!("persistence {:?}", cfg.persistence).to_lowercase());
     }
-    progress.emit(Event::Throwaway {
-        port: server.port(),
-        settings,
-    });
+    if let Throwaway::Cluster(c) = &server {
+        settings.push(format!("a cluster of {} primaries", c.nodes.len()));
+    }
+    progress.emit(Event::Throwaway { port, settings });
     let redis = connect(&url, &opts).await?;
     Ok(Target {
         redis,

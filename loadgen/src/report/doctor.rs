@@ -150,7 +150,7 @@ pub fn finding(severity: Severity, check: &'static str, message: String, fix: &s
     Finding {
         severity,
         check,
-        message,
+        message: super::fmt::clip(&message, super::fmt::MAX_LINE),
         fix: fix.to_string(),
     }
 }

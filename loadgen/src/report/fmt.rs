@@ -30,6 +30,19 @@ pub fn figure(v: f64) -> String {
     }
 }
 
+/// Longest line any message loadgen prints may have.
+pub const MAX_LINE: usize = 1000;
+
+/// `text` on one line, cut to `max` characters (with `…`): a server reply quoted in an error must
+/// not flood a terminal or a CI log (a cluster's `INFO` is 20 KB).
+pub fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    match one_line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
 pub fn bytes(b: f64) -> String {
     bytesize::ByteSize(b.max(0.0).round() as u64)
@@ -54,5 +67,10 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(bytes(1536.0 * 1024.0), "1.5 MiB");
         assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(clip("a\nb", 10), "a b");
+        assert_eq!(
+            clip(&"x".repeat(2000), MAX_LINE).chars().count(),
+            MAX_LINE + 1
+        );
     }
 }

@@ -181,6 +181,31 @@ pub fn markdown(s: &Summary) -> String {
         t.row([k.clone(), format!("{before}"), format!("{after}"), delta]);
     }
     let _ = write!(o, "\n## Redis {}\n\n{}", rd.version, t.render());
+    if rd.nodes.len() > 1 {
+        let mut t = Table::new(&[
+            ("primary", Align::Left),
+            ("slots", Align::Left),
+            ("used memory", r),
+            ("maxmemory", r),
+            ("keys", r),
+        ]);
+        for n in &rd.nodes {
+            t.row([
+                n.address.clone(),
+                n.slots.clone(),
+                n.used_memory.map_or("-".into(), fmt::bytes),
+                n.maxmemory.map_or("-".into(), |m| {
+                    if m == 0.0 {
+                        "unlimited".into()
+                    } else {
+                        fmt::bytes(m)
+                    }
+                }),
+                format!("{:.0}", n.keys),
+            ]);
+        }
+        let _ = write!(o, "\n### Primaries\n\n{}", t.render());
+    }
     if !rd.bytes_per_key.is_empty() {
         let mut t = Table::new(&[("kind", Align::Left), ("mean", r), ("samples", r)]);
         for (kind, cost) in &rd.bytes_per_key {

@@ -379,8 +379,22 @@ pub struct RedisReport {
     pub commandstats: BTreeMap<String, CommandStat>,
     /// `MEMORY USAGE` samples per key kind (`session`, `user-sessions`, `token`, `ratelimit`).
     pub bytes_per_key: BTreeMap<String, KeyCost>,
+    /// The primaries at the end of the run (one for standalone/Sentinel; a cluster's, with slots).
+    pub nodes: Vec<NodeReport>,
     /// INFO every second during the load.
     pub series: Vec<InfoPoint>,
+}
+
+/// One primary as the run left it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub address: String,
+    /// Slot ranges (`0-5460 7000`), for a cluster's primaries.
+    pub slots: String,
+    pub used_memory: Option<f64>,
+    /// 0 = unlimited.
+    pub maxmemory: Option<f64>,
+    pub keys: f64,
 }
 
 /// One `cmdstat_<name>` line (or its change over a run).

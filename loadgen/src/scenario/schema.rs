@@ -248,13 +248,27 @@ pub enum PersistenceKind {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `maxmemory` of the throwaway server, e.g. `"64mb"`.
+    /// `maxmemory` of the throwaway server, e.g. `"64mb"` (of each node of a throwaway cluster).
     pub maxmemory: Option<String>,
     /// `maxmemory-policy` of the throwaway server, e.g. `"allkeys-lru"`.
     pub maxmemory_policy: Option<String>,
     pub persistence: PersistenceKind,
+    /// What loadgen starts when no URL is given: one `standalone` server, or a `cluster` of
+    /// `primaries` nodes made with `redis-cli --cluster create`.
+    pub topology: ThrowawayTopology,
+    /// Primaries of a throwaway cluster (at least 3).
+    pub primaries: u32,
     pub connect_timeout: Dur,
     pub response_timeout: Dur,
+}
+
+/// The shape of the throwaway deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrowawayTopology {
+    #[default]
+    Standalone,
+    Cluster,
 }
 
 impl Default for RedisConfig {
@@ -263,6 +277,8 @@ impl Default for RedisConfig {
             maxmemory: None,
             maxmemory_policy: None,
             persistence: PersistenceKind::None,
+            topology: ThrowawayTopology::Standalone,
+            primaries: 3,
             connect_timeout: Dur(Duration::from_secs(1)),
             response_timeout: Dur(Duration::from_secs(1)),
         }

@@ -205,6 +205,15 @@ impl Scenario {
                 ),
             ));
         }
+        if !(3..=16).contains(&r.primaries) {
+            out.push(invalid(
+                &["redis", "primaries"],
+                format!(
+                    "is {}: a throwaway cluster needs 3 to 16 primaries",
+                    r.primaries
+                ),
+            ));
+        }
         for (name, d) in [
             ("connect_timeout", r.connect_timeout),
             ("response_timeout", r.response_timeout),

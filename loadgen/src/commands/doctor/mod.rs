@@ -92,34 +92,20 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
         }
     };
     report.reachable = true;
-    let info = match redis_admin::info(&redis, "everything").await {
-        Ok(info) => info.0,
-        Err(e) => {
-            report.findings.push(finding(
-                Severity::Medium,
-                "info-unavailable",
-                format!("INFO failed: {e}"),
-                "grant the ACL user +info (and +config|get) so the deployment can be audited",
-            ));
-            BTreeMap::new()
+    // Each primary is audited on its own settings (a cluster's nodes can differ); a finding about
+    // one node of several names it.
+    let nodes = redis_admin::primaries(&redis).await.unwrap_or_default();
+    let several = nodes.len() > 1;
+    for node in &nodes {
+        let mut findings = Vec::new();
+        audit_node(url, &node.redis, &mut findings, &mut report.redis_version).await;
+        for mut f in findings {
+            if several {
+                f.message = format!("node {}: {}", node.address, f.message);
+            }
+            report.findings.push(f);
         }
-    };
-    report.redis_version = info.get("redis_version").cloned();
-    let config = redis_admin::config_get(&redis, &AUDITED_SETTINGS)
-        .await
-        .unwrap_or_default();
-    if config.is_empty() {
-        report.findings.push(finding(
-            Severity::Info,
-            "config-unavailable",
-            "CONFIG GET is not available (renamed or not permitted); settings were read from INFO where possible".into(),
-            "run doctor with a user allowed +config|get for a full audit",
-        ));
     }
-    audit::memory(&info, &config, &mut report.findings);
-    audit::persistence(&info, &config, &mut report.findings);
-    audit::security(&redis, &config, &mut report.findings).await;
-    audit::replication(url, &info, &config, &mut report.findings);
     let budget = ScanBudget {
         max_keys: 200_000,
         time: Duration::from_secs(5),
@@ -136,6 +122,45 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
     }
     report.keys = Some(keys);
     report
+}
+
+/// The configuration audit of one server: memory and eviction, persistence, security, replication.
+async fn audit_node(
+    url: &RedisUrl,
+    redis: &Redis,
+    out: &mut Vec<Finding>,
+    version: &mut Option<String>,
+) {
+    let info = match redis_admin::info(redis, "everything").await {
+        Ok(info) => info.0,
+        Err(e) => {
+            out.push(finding(
+                Severity::Medium,
+                "info-unavailable",
+                format!("INFO failed: {e}"),
+                "grant the ACL user +info (and +config|get) so the deployment can be audited",
+            ));
+            BTreeMap::new()
+        }
+    };
+    if version.is_none() {
+        *version = info.get("redis_version").cloned();
+    }
+    let config = redis_admin::config_get(redis, &AUDITED_SETTINGS)
+        .await
+        .unwrap_or_default();
+    if config.is_empty() {
+        out.push(finding(
+            Severity::Info,
+            "config-unavailable",
+            "CONFIG GET is not available (renamed or not permitted); settings were read from INFO where possible".into(),
+            "run doctor with a user allowed +config|get for a full audit",
+        ));
+    }
+    audit::memory(&info, &config, out);
+    audit::persistence(&info, &config, out);
+    audit::security(redis, &config, out).await;
+    audit::replication(url, &info, &config, out);
 }
 
 /// The guide's troubleshooting cases, in the operator's words.
