@@ -62,7 +62,7 @@ fn node_of(cluster: &Cluster, key: &str) -> usize {
 async fn a_users_sessions_and_index_share_a_slot_and_users_spread_over_the_nodes(
     cluster: &Cluster,
 ) {
-    let redis = connect(&cluster.url()).await;
+    let redis = patient(&cluster.url()).await;
     let keys = KeySchema::new("cs-slots").unwrap();
     let sessions = store(&redis, &keys);
     let mut nodes_used = BTreeSet::new();
@@ -97,9 +97,9 @@ async fn log_out_everywhere_never_misses_a_racing_login_on_a_cluster(cluster: &C
     let keys = KeySchema::new("cs-race").unwrap();
     let mut logins = Vec::new();
     for _ in 0..8 {
-        logins.push(store(&connect(&cluster.url()).await, &keys));
+        logins.push(store(&patient(&cluster.url()).await, &keys));
     }
-    let raw = connect(&cluster.url()).await;
+    let raw = patient(&cluster.url()).await;
     let f = logout_race(&logins, &store(&raw, &keys), &raw, &keys, 150, 4).await;
     println!("cluster: {f:?}");
     assert_eq!(f.violations(), 0, "{f:?}");
@@ -110,7 +110,7 @@ async fn log_out_everywhere_never_misses_a_racing_login_on_a_cluster(cluster: &C
 }
 
 async fn the_index_stays_bounded_on_a_cluster(cluster: &Cluster) {
-    let raw = connect(&cluster.url()).await;
+    let raw = patient(&cluster.url()).await;
     let keys = KeySchema::new("cs-bound").unwrap();
     let stores: Vec<SessionStore> = (0..8).map(|_| store(&raw, &keys)).collect();
     let f = index_stays_bounded(&stores, &raw, &keys, "daily-user", 3, 10_000).await;
@@ -128,7 +128,7 @@ async fn the_index_stays_bounded_on_a_cluster(cluster: &Cluster) {
 }
 
 async fn each_store_operation_is_one_round_trip_on_a_cluster(cluster: &Cluster) {
-    let redis = connect(&cluster.url()).await;
+    let redis = patient(&cluster.url()).await;
     let nodes: Vec<_> = cluster.nodes.iter().collect();
     each_operation_is_one_round_trip(&redis, &nodes, "cs-rt").await;
 }
@@ -136,7 +136,7 @@ async fn each_store_operation_is_one_round_trip_on_a_cluster(cluster: &Cluster) 
 async fn a_forged_index_member_in_another_slot_is_skipped_not_a_cross_slot_error(
     cluster: &Cluster,
 ) {
-    let redis = connect(&cluster.url()).await;
+    let redis = patient(&cluster.url()).await;
     let keys = KeySchema::new("cs-forged").unwrap();
     let sessions = store(&redis, &keys);
     let (victim, _) = sessions.create(new_session("victim")).await.unwrap();

@@ -34,10 +34,10 @@ async fn log_out_everywhere_never_misses_a_racing_login() {
     // 8 login tasks and the logout, each with its own connection, as 9 server instances would be.
     let mut logins = Vec::new();
     for _ in 0..8 {
-        let redis = connect(&server.url()).await;
+        let redis = patient(&server.url()).await;
         logins.push(store(&redis, &keys, SessionConfig::default()));
     }
-    let raw = connect(&server.url()).await;
+    let raw = patient(&server.url()).await;
     let logout = store(&raw, &keys, SessionConfig::default());
     let f = logout_race(&logins, &logout, &raw, &keys, 300, 4).await;
     println!("{f:?}");
@@ -54,7 +54,7 @@ async fn log_out_everywhere_never_misses_a_racing_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_holds_only_sessions_that_can_still_be_alive() {
     let Some(server) = server() else { return };
-    let raw = connect(&server.url()).await;
+    let raw = patient(&server.url()).await;
     let keys = KeySchema::new("bound").unwrap();
     let stores: Vec<SessionStore> = (0..8)
         .map(|_| store(&raw, &keys, SessionConfig::default()))

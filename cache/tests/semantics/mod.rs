@@ -19,6 +19,16 @@ use redis::FromRedisValue;
 
 use super::support::new_session;
 
+/// A handle that waits up to 10 s for a reply: these checks judge outcomes, not latency, and on a
+/// loaded machine a slow reply must not turn into an indeterminate error.
+pub async fn patient(url: &str) -> Redis {
+    let opts = cache::ConnectOptions {
+        response_timeout: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
+    super::support::connect_with(url, &opts).await
+}
+
 /// `command key args...` on `redis` (routed by the key on a Cluster).
 async fn on_key<T: FromRedisValue>(redis: &Redis, command: &str, key: &str, args: &[&str]) -> T {
     let mut conn = redis.clone();
