@@ -152,6 +152,17 @@ impl Scenario {
                 ));
             }
         }
+        // The token cache refuses claims that outlive its longest token lifetime (24 h): every
+        // token put would fail.
+        if k.token_ttl.0 > Duration::from_secs(24 * 3600) {
+            out.push(invalid(
+                &["keyspace", "token_ttl"],
+                format!(
+                    "is {}: expected at most 24h (the token cache refuses tokens that outlive its longest token lifetime)",
+                    k.token_ttl
+                ),
+            ));
+        }
         if !(0.0..=1.0).contains(&k.revoked_probe) {
             out.push(invalid(
                 &["keyspace", "revoked_probe"],
