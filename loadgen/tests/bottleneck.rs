@@ -162,6 +162,11 @@ fn redis_under_a_cpu_quota_is_the_server_bottleneck() {
         b["generator"]["utilisation"].as_f64().unwrap() < 0.7,
         "loadgen had headroom: {b}"
     );
+    // Redis's own CPU was read (INFO before and after, same run_id), not only the probe.
+    assert!(
+        b["server"]["cpu_us_per_op"].as_f64().unwrap() > 0.0,
+        "Redis's CPU measured: {b}"
+    );
     assert!(text.contains("bottleneck: server"), "{text}");
     drop(server);
 }

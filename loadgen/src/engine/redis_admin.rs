@@ -170,8 +170,11 @@ pub(crate) async fn primaries(redis: &Redis) -> cache::Result<Vec<DataNode>> {
         .arg("NODES")
         .query_async(&mut conn)
         .await?;
+    // Each node lists itself first: sorted, two readings of the same cluster pair node by node.
+    let mut listed = cluster_primaries(&text);
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
-    for (address, slots) in cluster_primaries(&text) {
+    for (address, slots) in listed {
         let Some((host, port)) = address.rsplit_once(':') else {
             continue;
         };

@@ -158,7 +158,7 @@ impl<'t> Stepper<'t> {
         };
         w.clock.sync(redis).await;
         let before = redis_admin::info(redis, "all").await.unwrap_or_default();
-        let cpu_nodes_before = redis_admin::info_by_node(redis, "cpu")
+        let cpu_nodes_before = redis_admin::info_by_node(redis, "default")
             .await
             .unwrap_or_default();
         let cpu_before = cpu::read();
@@ -173,7 +173,7 @@ impl<'t> Stepper<'t> {
         )
         .await;
         let generator = cpu_before.until(&cpu::read());
-        let cpu_nodes_after = redis_admin::info_by_node(redis, "cpu")
+        let cpu_nodes_after = redis_admin::info_by_node(redis, "default")
             .await
             .unwrap_or_default();
         let sampled = sampler.finish().await;
@@ -222,7 +222,8 @@ impl<'t> Stepper<'t> {
     }
 }
 
-/// Redis's CPU over the attack, from each primary's `INFO cpu` before and after: the busiest
+/// Redis's CPU over the attack, from each primary's `INFO` (default sections: `cpu` for the
+/// counters, `server` for the `run_id` that tells a restart or failover) before and after: the busiest
 /// node's main thread (a hot slot shows as one node's CPU) and all threads of all nodes. `None`
 /// unless every node answered both with the same `run_id` (a failover moves the counters).
 fn redis_cpu(before: &[(String, Info)], after: &[(String, Info)]) -> Option<RedisCpu> {
