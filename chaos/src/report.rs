@@ -99,7 +99,7 @@ impl Report {
         )
     }
 
-    fn markdown(&self) -> String {
+    pub fn markdown(&self) -> String {
         let mut s = String::new();
         let e = &self.experiment;
         let _ = writeln!(

@@ -187,7 +187,14 @@ pub fn assert_pass(r: &Report) {
             )
         })
         .collect();
-    assert!(r.verdict.pass, "{}: {violated:#?}", r.experiment.name);
+    // The whole report (timeline of faults and sentinel announcements included) on failure: a
+    // run that fails only on a CI machine must be explainable from its log.
+    assert!(
+        r.verdict.pass,
+        "{}: {violated:#?}\n\n{}",
+        r.experiment.name,
+        r.markdown()
+    );
 }
 
 /// Checks shared by the three experiments on both backends.
