@@ -84,7 +84,7 @@ fn a_user_with_exactly_the_printed_rule_passes_run_capacity_evict_and_doctor() {
         "loadgen",
         &rule_for(&rules, "run, sweep, evict, capacity", None),
     );
-    let (_out, out) = out_dir();
+    let (out_path, out) = out_dir();
 
     let mut args = vec!["run", SMOKE, "--redis-url", &url, "--out", &out];
     args.extend(QUICK);
@@ -120,26 +120,12 @@ fn a_user_with_exactly_the_printed_rule_passes_run_capacity_evict_and_doctor() {
     server
         .command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
         .unwrap();
-    let o = run(&[
-        "evict",
-        EVICTION,
-        "--redis-url",
-        &url,
-        "--duration",
-        "2s",
-        "--set",
-        "load.warmup=0s",
-        "--out",
-        &out,
-    ]);
-    let (stdout, stderr) = text(&o);
+    let e = evict_on(EVICTION, &url, out_path.path());
+    assert!(matches!(e.code, Some(0 | 1)), "evict: {}", e.log);
     assert!(
-        matches!(o.status.code(), Some(0 | 1)),
-        "evict: {stdout}\n{stderr}"
-    );
-    assert!(
-        !stdout.contains("NOT TESTED") && !stderr.contains("lacks"),
-        "{stdout}\n{stderr}"
+        !e.log.contains("NOT TESTED") && !e.log.contains("lacks"),
+        "{}",
+        e.log
     );
 }
 
@@ -151,7 +137,7 @@ fn a_user_lacking_one_command_gets_exit_3_naming_it() {
     let load = "run, sweep, evict, capacity";
 
     let url = user(&server, "nogetex", &rule_for(&rules, load, Some("+getex")));
-    let (_out, out) = out_dir();
+    let (out_path, out) = out_dir();
     let mut args = vec!["run", SMOKE, "--redis-url", &url, "--out", &out];
     args.extend(QUICK);
     let o = run(&args);
@@ -167,21 +153,9 @@ fn a_user_lacking_one_command_gets_exit_3_naming_it() {
     server
         .command(&["CONFIG", "SET", "maxmemory", "16mb"])
         .unwrap();
-    let o = run(&[
-        "evict",
-        EVICTION,
-        "--redis-url",
-        &url,
-        "--duration",
-        "2s",
-        "--out",
-        &out,
-    ]);
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
-    let dir = results_dir(&stdout);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("evict.json")).unwrap()).unwrap();
+    let e = evict_on(EVICTION, &url, out_path.path());
+    assert_eq!(e.code, Some(3), "{}", e.log);
+    let (r, stdout) = (e.report, e.log);
     let p = &r["policies"][0];
     assert_eq!(p["verdict"], "NOT TESTED", "{p}");
     assert!(

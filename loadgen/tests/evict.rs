@@ -93,25 +93,9 @@ fn a_target_without_maxmemory_is_not_tested() {
     let Some(()) = redis_available() else { return };
     let server = localredis::RedisServer::start(localredis::ServerConfig::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let out_s = out.path().display().to_string();
-    let url = server.url();
-    let o = run(&[
-        "evict",
-        SCENARIO,
-        "--redis-url",
-        &url,
-        "--duration",
-        "2s",
-        "--set",
-        "load.warmup=0s",
-        "--out",
-        &out_s,
-    ]);
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
-    let dir = results_dir(&stdout);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("evict.json")).unwrap()).unwrap();
+    let e = evict_on(SCENARIO, &server.url(), out.path());
+    assert_eq!(e.code, Some(3), "{}", e.log);
+    let r = e.report;
     let p = &r["policies"][0];
     assert_eq!(p["verdict"], "NOT TESTED", "{p}");
     assert!(p["seeded_sessions"].as_u64().unwrap() > 0, "{p}");
