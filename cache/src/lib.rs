@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acl;
 pub mod clock;
 mod cluster;
 pub mod connection;

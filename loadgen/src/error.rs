@@ -10,9 +10,9 @@
 //!
 //! | code | meaning | variants |
 //! |---|---|---|
-//! | 1 | the run itself broke after it started (results could not be written, Redis failed mid-run) | [`Error::Redis`], [`Error::WriteResults`], [`Error::Unmeasurable`], [`Error::Broken`] |
+//! | 1 | the run itself broke after it started (results could not be written, Redis failed mid-run) | [`Error::Redis`], [`Error::WriteResults`], [`Error::Broken`] |
 //! | 2 | usage: a flag, the scenario, a results directory that cannot be created, inputs to compare | [`Error::Usage`], [`Error::Scenario`], [`Error::Url`], [`Error::Unwritable`] |
-//! | 3 | no usable Redis: unreachable, authentication, TLS, permissions, no server could be started | [`Error::Target`], [`Error::ConnectTimeout`], [`Error::NoServer`], [`Error::NoPermission`] |
+//! | 3 | no usable Redis or nothing measurable: unreachable, authentication, TLS, an ACL refusal anywhere, no server could be started; capacity refusing a measurement others disturbed; an `evict` policy `NOT TESTED` | [`Error::Target`], [`Error::ConnectTimeout`], [`Error::NoServer`], [`Error::NoPermission`], [`Error::Unmeasurable`], [`EXIT_NOT_TESTED`] |
 //! | 130 | stopped by Ctrl-C (results so far are still written where possible) | [`Error::Interrupted`] |
 
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: no usable Redis.
 pub const EXIT_TARGET: i32 = 3;
+/// Exit code: a verdict that could not be reached (`evict`'s `NOT TESTED`): the same "could not
+/// measure" code as a target that cannot be used.
+pub const EXIT_NOT_TESTED: i32 = EXIT_TARGET;
 /// Exit code: stopped by Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -86,15 +89,17 @@ pub enum Error {
         source: localredis::Error,
     },
 
-    /// The ACL user may not run a command loadgen needs.
+    /// The ACL user may not run a command loadgen needs. `command` is what an ACL rule would have
+    /// to add, already quoted ([`cache::acl::denied`]).
     #[error(
-        "the ACL user lacks `{command}` ({what}); `loadgen doctor` prints the ACL rule loadgen needs: {source}"
+        "the ACL user lacks {command} ({what}); `loadgen doctor` prints the ACL rule each loadgen command needs"
     )]
     NoPermission {
         command: String,
         what: String,
+        /// The refusal itself; `None` when only its message was kept (an operation during the load).
         #[source]
-        source: cache::Error,
+        source: Option<cache::Error>,
     },
 
     /// Redis failed in a way that stops the command (seeding failed, INFO failed...).
@@ -113,7 +118,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The target could not be measured as asked (keys evicted while measuring key sizes...).
+    /// The target could not be measured as asked (keys evicted, or others' keys written or
+    /// expired beyond the bound, while measuring key sizes...).
     #[error("{0}")]
     Unmeasurable(String),
 
@@ -136,11 +142,9 @@ impl Error {
             Error::Target { .. }
             | Error::ConnectTimeout { .. }
             | Error::NoServer { .. }
-            | Error::NoPermission { .. } => EXIT_TARGET,
-            Error::Redis { .. }
-            | Error::WriteResults { .. }
-            | Error::Unmeasurable(_)
-            | Error::Broken(_) => EXIT_FAIL,
+            | Error::NoPermission { .. }
+            | Error::Unmeasurable(_) => EXIT_TARGET,
+            Error::Redis { .. } | Error::WriteResults { .. } | Error::Broken(_) => EXIT_FAIL,
             Error::Interrupted => EXIT_INTERRUPTED,
         }
     }
@@ -151,17 +155,30 @@ impl Error {
     }
 
     /// Redis refused or failed `what`: a permission refusal becomes [`Error::NoPermission`] (exit 3,
-    /// the ACL must change), anything else [`Error::Redis`].
+    /// the ACL must change) naming the command Redis refused (`command`, the one sent, when Redis
+    /// did not say), anything else [`Error::Redis`].
     pub fn redis(what: impl Into<String>, command: &str, source: cache::Error) -> Error {
         let what = what.into();
-        if source.kind() == cache::ErrorKind::NoPermission {
-            Error::NoPermission {
-                command: command.to_string(),
+        match cache::acl::denied(&source) {
+            Some(denied) => Error::NoPermission {
+                command: if denied == cache::acl::UNNAMED && !command.is_empty() {
+                    format!("`{command}`")
+                } else {
+                    denied
+                },
                 what,
-                source,
-            }
-        } else {
-            Error::Redis { what, source }
+                source: Some(source),
+            },
+            None => Error::Redis { what, source },
+        }
+    }
+
+    /// `count` operations of the load were refused by the ACL; `example` is one refusal's message.
+    pub fn refused_during_load(count: u64, example: &str) -> Error {
+        Error::NoPermission {
+            command: cache::acl::denied_in(example),
+            what: format!("{count} operations of the load were refused"),
+            source: None,
         }
     }
 
@@ -201,6 +218,7 @@ mod tests {
             3
         );
         assert_eq!(Error::write("results/x", io()).exit_code(), 1);
+        assert_eq!(Error::Unmeasurable("busy".into()).exit_code(), 3);
         assert_eq!(Error::Interrupted.exit_code(), 130);
         let noperm = cache::Error::from(redis::make_extension_error(
             "NOPERM".into(),
@@ -211,5 +229,11 @@ mod tests {
         assert_eq!(e.exit_code(), 3);
         let message = e.to_string();
         assert!(message.contains("lacks `EVALSHA`"), "{message}");
+        let e = Error::refused_during_load(
+            7,
+            "NOPERM this user has no permissions to run the 'getex' command",
+        );
+        assert!(e.to_string().contains("lacks `GETEX`"), "{e}");
+        assert_eq!(e.exit_code(), 3);
     }
 }

@@ -1,9 +1,11 @@
 //! `loadgen capacity` against real servers: the projection is checked against a server filled
-//! until it refused writes, and bad flags are refused with the flag's name.
+//! until it refused writes; sizes measured while a previous run's counters expire match a clean
+//! server's; a server others keep writing to is refused (exit 3); bad flags are refused with the
+//! flag's name.
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cache::{ConnectOptions, Redis, RedisUrl};
 use common::*;
@@ -101,6 +103,110 @@ fn the_projection_is_within_5_percent_of_a_server_filled_until_oom() {
         "projected {projected} sessions, the server stored {actual} ({:+.2} %)",
         error * 100.0
     );
+}
+
+/// `loadgen capacity <steady-state> --format json` against `url`: (exit code, report, log).
+fn capacity_json(url: &str) -> (Option<i32>, serde_json::Value, String) {
+    let o = run(&[
+        "capacity",
+        SCENARIO,
+        "--redis-url",
+        url,
+        "--samples",
+        "1000",
+        "--format",
+        "json",
+    ]);
+    let (stdout, stderr) = text(&o);
+    let r = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), r, format!("{stdout}\n{stderr}"))
+}
+
+/// Writes `n` rate-limit counters shaped like a previous run's (`<prefix>:ratelimit:<ip>:<endpoint>`)
+/// whose TTLs run out one after another between 0.5 s and `within` from now.
+async fn expiring_counters(url: &str, n: u64, within: Duration) {
+    let redis = Redis::connect(&RedisUrl::parse(url).unwrap(), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let mut conn = redis.clone();
+    let span = within.as_millis() as u64 - 500;
+    for batch in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in batch {
+            let ip = format!("198.{}.{}.{}", 18 + (i >> 16), (i >> 8) & 255, i & 255);
+            let key = format!("loadgen:ratelimit:{ip}:authorize");
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(3)
+                .arg("PX")
+                .arg(500 + i * span / n)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.unwrap();
+    }
+}
+
+#[test]
+fn sizes_measured_while_a_runs_counters_expire_match_a_clean_servers() {
+    let Some(()) = redis_available() else { return };
+    let clean = RedisServer::start(ServerConfig::default()).unwrap();
+    let (code, c, log) = capacity_json(&clean.url());
+    assert_eq!(code, Some(0), "{log}");
+
+    let busy = RedisServer::start(ServerConfig::default()).unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(expiring_counters(
+            &busy.url(),
+            60_000,
+            Duration::from_secs(8),
+        ));
+    let (code, b, log) = capacity_json(&busy.url());
+    assert_eq!(code, Some(0), "{log}");
+    // The case is real: others' keys did expire while it measured.
+    assert!(
+        b["measured"]["expired_during"].as_u64().unwrap() > 1000,
+        "{b}"
+    );
+    for kind in ["bytes_per_session", "bytes_per_token", "bytes_per_counter"] {
+        let (clean, busy) = (c[kind].as_f64().unwrap(), b[kind].as_f64().unwrap());
+        let off = (busy - clean) / clean;
+        eprintln!(
+            "{kind}: clean {clean} B, while counters expired {busy} B ({:+.1} %)",
+            off * 100.0
+        );
+        assert!(off.abs() <= 0.10, "{kind}: clean {clean}, busy {busy}");
+    }
+    assert!(
+        b["measured"]["model"]["base"].as_f64().unwrap() > 0.0,
+        "{b}"
+    );
+}
+
+#[test]
+fn a_server_others_keep_writing_to_is_refused_with_exit_3() {
+    let Some(()) = redis_available() else { return };
+    let server = RedisServer::start(ServerConfig::default()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut conn) = (stop.clone(), server.connect().unwrap());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.command(&["SET", &format!("other:{i}"), "x"]).unwrap();
+                i += 1;
+            }
+        })
+    };
+    let (code, _, log) = capacity_json(&server.url());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("others changed the server while loadgen measured"),
+        "{log}"
+    );
+    assert!(!log.contains("needs"), "no projection is printed: {log}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `loadgen evict` as the acceptance states it, scaled down so CI stays fast: the guide's
 //! `allkeys-lru` with a maxmemory clearly too small for the live sessions is UNSAFE with a measured
-//! count of users logged out early; with a maxmemory that fits it is SAFE with none lost. Each
-//! runs the real binary, which starts its own throwaway redis-server.
+//! count of users logged out early; with a maxmemory that fits — no eviction pressure — and on a
+//! target without maxmemory it is NOT TESTED (exit 3), however little was lost. Each runs the real
+//! binary against a real redis-server. (An ACL user that cannot run EVALSHA: `tests/acl.rs`.)
 
 mod common;
 
@@ -63,22 +64,45 @@ fn allkeys_lru_with_too_little_memory_logs_users_out_and_is_unsafe() {
 }
 
 #[test]
-fn allkeys_lru_with_enough_memory_loses_nothing_and_is_safe() {
+fn with_room_to_spare_nothing_is_lost_but_the_policy_is_not_tested() {
     let Some(()) = redis_available() else { return };
     let (code, r, log) = evict_allkeys_lru("64mb");
-    assert_eq!(code, Some(0), "{log}");
+    // Nothing was lost, but nothing could have been: memory never came near maxmemory.
+    assert_eq!(code, Some(3), "{log}");
     let p = &r["policies"][0];
-    assert_eq!(p["verdict"], "SAFE", "{p}");
+    assert_eq!(p["verdict"], "NOT TESTED", "{p}");
     assert_eq!(p["lost_sessions_during_load"], 0, "{p}");
     assert_eq!(p["lost_sessions_at_audit"], 0, "{p}");
-    assert_eq!(p["ratelimit_over_admissions"], 0, "{p}");
-    assert_eq!(p["seed_oom_errors"], 0, "{p}");
     assert_eq!(p["evicted_keys"], 0, "{p}");
-    // Every account's session was read back at the audit.
+    // The workload did run: every account's session was read back at the audit.
     assert_eq!(p["audited_sessions"], p["seeded_sessions"], "{p}");
-    assert_eq!(p["token_hit_ratio"], 1.0, "{p}");
+    let why = p["reasons"].to_string();
+    assert!(why.contains("no eviction pressure"), "{why}");
+    assert!(
+        p["peak_used_memory"].as_u64().unwrap() < 64 * 1024 * 1024 * 9 / 10,
+        "{p}"
+    );
+    assert_eq!(r["all_safe"], false);
+    assert!(log.contains("allkeys-lru    NOT TESTED"), "{log}");
     let safe = r["smallest_safe_maxmemory_bytes"].as_u64().unwrap();
     assert!(safe <= 64 * 1024 * 1024, "{safe}");
+}
+
+#[test]
+fn a_target_without_maxmemory_is_not_tested() {
+    let Some(()) = redis_available() else { return };
+    let server = localredis::RedisServer::start(localredis::ServerConfig::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = evict_on(SCENARIO, &server.url(), out.path());
+    assert_eq!(e.code, Some(3), "{}", e.log);
+    let r = e.report;
+    let p = &r["policies"][0];
+    assert_eq!(p["verdict"], "NOT TESTED", "{p}");
+    assert!(p["seeded_sessions"].as_u64().unwrap() > 0, "{p}");
+    assert!(
+        p["reasons"].to_string().contains("maxmemory is not set"),
+        "{p}"
+    );
 }
 
 #[test]

@@ -40,6 +40,7 @@ fn a_run_against_a_password_protected_server_writes_every_file_and_no_secret() {
         "summary.json",
         "report.md",
         "report.html",
+        "goose-report.html",
         "latency.svg",
         "latency-page_view.hgrm",
         "latency-page_view-service.hgrm",

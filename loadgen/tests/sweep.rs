@@ -106,6 +106,13 @@ fn a_sweep_stopped_by_max_steps_has_no_knee_and_exits_1() {
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
     assert!(!svg.contains(">knee ") && svg.trim_end().ends_with("</svg>"));
     assert!(dir.join("goose/step-01.html").is_file());
+    // sweep.html: the same tables and the chart inline, nothing fetched from elsewhere.
+    let html = std::fs::read_to_string(dir.join("sweep.html")).unwrap();
+    assert!(
+        html.contains("<table>") && html.contains(svg.trim_end()),
+        "{html}"
+    );
+    assert!(!html.contains("src=") && !html.contains("href="), "{html}");
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //!
 //! Without a URL the measurement runs on a throwaway server with no `maxmemory` (it needs room);
 //! the limit is projected. Exit 0, or 1 when a `maxmemory` is known and the scenario's keyspace
-//! does not fit in it with the headroom.
+//! does not fit in it with the headroom, or 3 when the measurement was refused: others kept
+//! changing the server beyond the bound, or the ACL refused a command (the reason is printed,
+//! never a projection built on it).
 
 use std::path::PathBuf;
 

@@ -20,16 +20,26 @@
 //! - **token cache hit ratio**: evicted tokens are not a violation (the server falls back to its
 //!   database) but cost it load.
 //!
-//! A policy is SAFE when no session was lost, no limit was over-admitted, no write was refused and
-//! no revoked token validated; otherwise UNSAFE with every reason. The working set has to exceed
-//! `maxmemory` for this to mean anything, so the report also states what the keyspace needs (from
+//! A policy is UNSAFE when a session was lost, a limit over-admitted, a write refused with OOM or a
+//! revoked token validated, with every reason. Otherwise it is SAFE only if the run could have
+//! shown harm — else **NOT TESTED**, with the reason, and exit 3:
+//! - the workload ran: sessions were seeded, the load's errors other than OOM stayed within the
+//!   scenario's `slo.max_error_rate` (1 % when unset; seeding's too), and the audit could read
+//!   sessions back (or find them lost). An ACL user that cannot run `EVALSHA`
+//!   seeds nothing: NOT TESTED, "the ACL user lacks `EVALSHA`";
+//! - eviction pressure existed: `maxmemory` is set, and `used_memory` reached 90 % of it or keys
+//!   were evicted or writes refused with OOM. A server with room to spare evicts nothing under
+//!   any policy, so "nothing was lost" there says nothing about the policy.
+//!
+//! The report also states what the keyspace needs (from
 //! [`crate::engine::capacity`], measured on a separate throwaway server or on the target before
 //! seeding)
 //! and the smallest `maxmemory` projected to hold it with headroom.
 //!
 //! Results: `results/evict-<scenario>-<UTC>/evict.json` and `evict.md`
 //! ([`crate::report::evict`]).
-//! Exit 0 when every policy is SAFE, 1 when one is UNSAFE, 2 usage, 3 target, 130 Ctrl-C.
+//! Exit 0 when every policy is SAFE, 1 when one is UNSAFE, 3 when one is NOT TESTED (and none
+//! UNSAFE) or the target cannot be used, 2 usage, 130 Ctrl-C.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +52,7 @@ use crate::engine::seed::{self, OnFailure};
 use crate::engine::stepper::Stepper;
 use crate::engine::target::{self, Target, TargetSpec};
 use crate::engine::{redis_admin, results};
-use crate::error::Result;
+use crate::error::{EXIT_NOT_TESTED, Error, Result};
 use crate::report::capacity::{CapacityReport, DEFAULT_HEADROOM};
 use crate::report::evict::{EvictReport, PolicyResult, SCHEMA_VERSION, Verdict, write_all};
 use crate::report::fmt;
@@ -74,11 +84,23 @@ pub(crate) struct EvictOutcome {
 }
 
 impl EvictOutcome {
-    /// 0 every policy SAFE, 1 one UNSAFE, 130 interrupted.
+    /// 0 every policy SAFE, 1 one UNSAFE, 3 one NOT TESTED (none UNSAFE), 130 interrupted.
     pub(crate) fn exit_code(&self) -> i32 {
-        verdict_exit(self.report.interrupted, self.report.all_safe)
+        let verdicts = || self.report.policies.iter().map(|p| p.verdict);
+        let untested = verdicts().any(|v| v == Verdict::NotTested)
+            && !verdicts().any(|v| v == Verdict::Unsafe);
+        if untested && !self.report.interrupted {
+            EXIT_NOT_TESTED
+        } else {
+            verdict_exit(self.report.interrupted, self.report.all_safe)
+        }
     }
 }
+
+/// `used_memory` at or above this share of `maxmemory` counts as eviction pressure.
+const PRESSURE: f64 = 0.90;
+/// The load's error bound when the scenario sets none.
+const DEFAULT_MAX_ERROR_RATE: f64 = 0.01;
 
 /// `loadgen evict`.
 pub(crate) async fn run(
@@ -190,8 +212,9 @@ async fn one_policy(
 ) -> Result<PolicyResult> {
     let redis = &target.redis;
     let s = &case.scenario;
-    let before = redis_admin::info(redis, "stats").await.unwrap_or_default();
-    let maxmemory = redis_admin::maxmemory(redis).await;
+    let before = redis_admin::info(redis, "stats")
+        .await
+        .map_err(|e| Error::redis("INFO stats before the eviction run", "INFO", e))?;
     let policy = if target.throwaway.is_some() {
         case.policy.clone()
     } else {
@@ -201,48 +224,126 @@ async fn one_policy(
             .and_then(|c| c.get("maxmemory-policy").cloned())
             .unwrap_or_else(|| "unknown (CONFIG GET refused)".into())
     };
+    let mut r = PolicyResult {
+        policy,
+        maxmemory_bytes: redis_admin::maxmemory(redis).await,
+        max_error_rate: s.slo.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
+        ..PolicyResult::default()
+    };
     let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone())?;
     // Counting, never failing: every refusal is a finding. `Err` cannot come back.
     let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Count, progress)
         .await
         .unwrap_or_default();
-    let out = stepper.step(&s.load, html).await?;
+    r.seeded_sessions = seeded.sessions;
+    r.seeded_accounts = seeded.accounts;
+    r.seed_oom_errors = seeded.oom;
+    r.seed_other_errors = seeded.other;
+    // An ACL refusal while seeding means nothing below can run: say which command, and stop.
+    if let Some(e) = seeded.first_other
+        && e.kind() == cache::ErrorKind::NoPermission
+    {
+        let refused = Error::redis("seeding the keyspace", "EVALSHA", e);
+        r.reasons
+            .push(format!("the workload could not run: {refused}"));
+        return Ok(r);
+    }
+    let out = match stepper.step(&s.load, html).await {
+        Err(refused @ Error::NoPermission { .. }) => {
+            r.reasons
+                .push(format!("the workload could not run: {refused}"));
+            return Ok(r);
+        }
+        out => out?,
+    };
     let audit = seed::audit(stepper.workload(), s.seed).await;
     let after = redis_admin::info(redis, "all").await.unwrap_or_default();
-    let evicted = after.increase_since(&before, "evicted_keys");
     let api = out.ops.get("api_call");
-    let token_hit_ratio = api
+    let all = out.ops.get("all");
+    let used_memory_after = after.num("used_memory").unwrap_or(0.0) as u64;
+    r.lost_sessions_during_load = out.invariants.lost_sessions;
+    r.lost_sessions_at_audit = audit.lost;
+    r.audited_sessions = audit.read;
+    r.ratelimit_over_admissions = out.invariants.ratelimit_over_admissions;
+    r.revoked_tokens_validating = out.invariants.revoked_tokens_validating;
+    r.token_hit_ratio = api
         .filter(|a| a.count > 0)
         .map(|a| (a.count - a.misses - a.errors) as f64 / a.count as f64);
-    let all = out.ops.get("all");
-    let mut r = PolicyResult {
-        policy,
-        maxmemory_bytes: maxmemory,
-        verdict: Verdict::Safe,
-        reasons: Vec::new(),
-        seeded_sessions: seeded.sessions,
-        seed_oom_errors: seeded.oom,
-        seed_other_errors: seeded.other,
-        lost_sessions_during_load: out.invariants.lost_sessions,
-        lost_sessions_at_audit: audit.lost,
-        audited_sessions: audit.read,
-        ratelimit_over_admissions: out.invariants.ratelimit_over_admissions,
-        revoked_tokens_validating: out.invariants.revoked_tokens_validating,
-        token_hit_ratio,
-        tokens_missing_before_expiry: out.invariants.token_cache_misses,
-        load_oom_errors: out.measured.errors_of(cache::ErrorKind::OutOfMemory),
-        load_errors: all.map_or(0, |a| a.errors),
-        operations: all.map_or(0, |a| a.count),
-        throughput: all.map_or(0.0, |a| a.throughput),
-        evicted_keys: evicted,
-        used_memory_after: after.num("used_memory").unwrap_or(0.0) as u64,
-        notes: Vec::new(),
-    };
+    r.tokens_missing_before_expiry = out.invariants.token_cache_misses;
+    r.load_oom_errors = out.measured.errors_of(cache::ErrorKind::OutOfMemory);
+    r.load_errors = all.map_or(0, |a| a.errors);
+    r.operations = all.map_or(0, |a| a.count);
+    r.throughput = all.map_or(0.0, |a| a.throughput);
+    r.evicted_keys = after.increase_since(&before, "evicted_keys");
+    r.used_memory_after = used_memory_after;
+    r.peak_used_memory = out
+        .series
+        .iter()
+        .filter_map(|p| p.values.get("used_memory"))
+        .fold(used_memory_after as f64, |m, v| m.max(*v)) as u64;
     judge(&mut r, capacity);
     Ok(r)
 }
 
-/// SAFE or UNSAFE, with the reasons in the operator's words.
+/// Why this run proved nothing about the policy, if it did not (see the module docs): the
+/// workload did not run, or there was no eviction pressure.
+fn not_tested(r: &PolicyResult) -> Vec<String> {
+    let mut why = Vec::new();
+    let bound = r.max_error_rate;
+    let seed_attempts = r.seeded_sessions + r.seed_oom_errors + r.seed_other_errors;
+    if r.seeded_sessions == 0 {
+        why.push(format!(
+            "the workload did not run: no session was seeded ({} sign-ins refused with OOM, {} failed otherwise)",
+            r.seed_oom_errors, r.seed_other_errors
+        ));
+    } else if r.seed_other_errors as f64 > bound * seed_attempts as f64 {
+        why.push(format!(
+            "the workload did not run as written: {} of {seed_attempts} sign-ins while seeding failed for another reason than OOM (bound {:.2} %)",
+            r.seed_other_errors,
+            bound * 100.0
+        ));
+    }
+    let other_errors = r.load_errors.saturating_sub(r.load_oom_errors);
+    if r.operations == 0 {
+        why.push("the load ran no operation".into());
+    } else if other_errors as f64 > bound * r.operations as f64 {
+        why.push(format!(
+            "the load did not run as written: {other_errors} of {} operations failed for another reason than OOM ({:.2} %, the scenario's bound is {:.2} %)",
+            r.operations,
+            other_errors as f64 * 100.0 / r.operations as f64,
+            bound * 100.0
+        ));
+    }
+    // Accounts whose sessions all ended during the load (logouts) are not audited, so the audit
+    // may judge fewer accounts than were seeded; judging none means its reads failed.
+    if r.seeded_sessions > 0 && r.audited_sessions + r.lost_sessions_at_audit == 0 {
+        why.push(format!(
+            "the audit could judge none of the {} accounts it seeded (every read failed)",
+            r.seeded_accounts
+        ));
+    }
+    match r.maxmemory_bytes {
+        None => why.push(
+            "no eviction pressure: maxmemory is not set (or CONFIG GET was refused), so no policy was exercised".into(),
+        ),
+        Some(max) => {
+            let peak = r.peak_used_memory as f64;
+            let oom = r.seed_oom_errors + r.load_oom_errors;
+            if peak < PRESSURE * max as f64 && r.evicted_keys == 0 && oom == 0 {
+                why.push(format!(
+                    "no eviction pressure: used_memory peaked at {} ({:.0} % of maxmemory {}), under {:.0} %, and nothing was evicted or refused: use a smaller --maxmemory or a bigger keyspace",
+                    fmt::bytes(peak),
+                    peak * 100.0 / max as f64,
+                    fmt::bytes(max as f64),
+                    PRESSURE * 100.0
+                ));
+            }
+        }
+    }
+    why
+}
+
+/// SAFE, UNSAFE or NOT TESTED, with the reasons in the operator's words.
 fn judge(r: &mut PolicyResult, capacity: Option<&CapacityReport>) {
     let lost = r.lost_sessions_during_load + r.lost_sessions_at_audit;
     let oom = r.seed_oom_errors + r.load_oom_errors;
@@ -271,7 +372,11 @@ fn judge(r: &mut PolicyResult, capacity: Option<&CapacityReport>) {
             r.revoked_tokens_validating
         ));
     }
-    if reasons.is_empty() {
+    let untested = not_tested(r);
+    if reasons.is_empty() && !untested.is_empty() {
+        r.verdict = Verdict::NotTested;
+        reasons = untested;
+    } else if reasons.is_empty() {
         r.verdict = Verdict::Safe;
         reasons.push(format!(
             "no session lost ({} read back at the audit), no limit over-admitted, no write refused{}",

@@ -112,14 +112,14 @@ async fn measure(
 
     let l = &s.load;
     progress.emit(Event::LoadStarted(l.clone()));
-    let step = stepper.step(l, &dir.join("report.html")).await?;
+    let step = stepper.step(l, &dir.join("goose-report.html")).await?;
     let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
     let nodes = redis_admin::node_reports(redis).await;
     // Skipped after Ctrl-C: the operator wants out, not more writes.
     let memory_projection = if cancel.is_cancelled() {
         None
     } else {
-        capacity::for_results(redis, s, progress).await
+        capacity::for_results(redis, s, progress).await?
     };
     let StepOutcome {
         measured,

@@ -29,6 +29,7 @@
 //! Cancellation is a [`tokio_util::sync::CancellationToken`] handed down by the command (the binary
 //! cancels it on Ctrl-C); nothing here reads a global flag.
 
+pub(crate) mod acl;
 pub(crate) mod attack;
 pub(crate) mod availability;
 pub(crate) mod bottleneck;

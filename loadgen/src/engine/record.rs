@@ -398,6 +398,18 @@ impl Measured {
             .sum()
     }
 
+    /// The load's refusals by the ACL as one error (the first message names the command), or
+    /// `None` when the ACL refused nothing. A refused operation is not a slow or failed one: the
+    /// run measured nothing about Redis, so commands stop with exit 3 instead of judging SLOs.
+    pub(crate) fn permission_refusal(&self) -> Option<crate::error::Error> {
+        let kind = cache::ErrorKind::NoPermission;
+        let example = self.ops.iter().find_map(|o| o.errors_by_class.get(&kind))?;
+        Some(crate::error::Error::refused_during_load(
+            self.errors_of(kind),
+            &example.example,
+        ))
+    }
+
     /// How late operations started behind their schedule, p99, µs (open model; 0 when closed).
     pub(crate) fn lag_p99_us(&self) -> u64 {
         let mut all = new_histogram();

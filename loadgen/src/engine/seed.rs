@@ -48,6 +48,9 @@ pub(crate) struct Seeded {
     pub(crate) oom: u64,
     /// Other failed writes.
     pub(crate) other: u64,
+    /// The first write refused for another reason than OOM (with [`OnFailure::Count`]), kept so
+    /// a caller can tell an ACL refusal from a passing outage.
+    pub(crate) first_other: Option<cache::Error>,
     pub(crate) seconds: f64,
 }
 
@@ -64,14 +67,18 @@ pub(crate) async fn seed(
     let per = ks.sessions_per_account();
     let (stored, oom, other) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let first_error: Mutex<Option<cache::Error>> = Mutex::new(None);
+    let first_other: Mutex<Option<cache::Error>> = Mutex::new(None);
     let failed = |e: cache::Error| {
-        let counter = if e.kind() == cache::ErrorKind::OutOfMemory {
-            &oom
+        let is_oom = e.kind() == cache::ErrorKind::OutOfMemory;
+        if is_oom { &oom } else { &other }.fetch_add(1, Ordering::Relaxed);
+        let keep = if on_failure == OnFailure::Stop {
+            &first_error
+        } else if !is_oom {
+            &first_other
         } else {
-            &other
+            return;
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let mut first = first_error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = keep.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
             *first = Some(e);
         }
@@ -124,6 +131,7 @@ pub(crate) async fn seed(
         accounts: sessions.div_ceil(per as u64),
         oom: oom.into_inner(),
         other: other.into_inner(),
+        first_other: first_other.into_inner().unwrap_or_else(|p| p.into_inner()),
         seconds: started.elapsed().as_secs_f64(),
     };
     progress.emit(Event::Seeded {

@@ -206,6 +206,9 @@ impl<'t> Stepper<'t> {
                 .as_secs_f64()
         });
         self.workload = Some(reclaim(w).await?);
+        if let Some(refused) = measured.permission_refusal() {
+            return Err(refused);
+        }
         Ok(StepOutcome {
             seconds,
             invariants,

@@ -79,8 +79,12 @@ pub struct Measurement {
     pub memory_usage_bytes: BTreeMap<&'static str, f64>,
     /// Store keys under the prefix before sampling, by kind (subtracted from the base).
     pub store_keys_before: BTreeMap<String, u64>,
-    /// Keys that expired during the measurement: each freed memory the deltas did not see.
+    /// Keys (others', never the samples) that expired during the whole measurement; a phase
+    /// they disturbed beyond the bound was measured again.
     pub expired_during: u64,
+    /// The base computed from the snapshot came out below the empty server's
+    /// `used_memory_startup` (keys expired between the SCAN and the snapshot) and was raised to it.
+    pub base_clamped: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

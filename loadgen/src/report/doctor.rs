@@ -9,6 +9,9 @@ use super::console;
 /// Bumped on incompatible changes to `loadgen doctor --format json`.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The finding that says the ACL user lacks a command doctor needs (exit 3).
+pub const NOPERM_CHECK: &str = "acl-missing-command";
+
 /// How bad a finding is. `High` makes `loadgen doctor` exit 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +56,16 @@ pub struct KindStats {
     pub sampled_bytes_per_key: Option<u64>,
 }
 
+/// The least-privilege ACL rule for the stores or for some loadgen commands.
+#[derive(Clone, Debug, Serialize)]
+pub struct AclRule {
+    /// `stores` (what the OAuth server itself needs), or the loadgen commands it is for.
+    #[serde(rename = "for")]
+    pub for_: &'static str,
+    /// What follows `ACL SETUSER <user> on ><password>`.
+    pub rule: String,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct DoctorReport {
     pub schema_version: u32,
@@ -64,6 +77,8 @@ pub struct DoctorReport {
     pub nodes: Vec<NodeState>,
     pub keys: Option<KeyStats>,
     pub findings: Vec<Finding>,
+    /// The ACL rule the stores and each loadgen command need (keys under the default prefix).
+    pub acl: Vec<AclRule>,
 }
 
 impl DoctorReport {
@@ -71,9 +86,10 @@ impl DoctorReport {
         self.findings.iter().map(|f| f.severity).max()
     }
 
-    /// 3 when the target could not be used, 1 when a high-severity finding exists, else 0.
+    /// 3 when the target could not be used (unreachable, or the ACL user lacks a command doctor
+    /// needs), 1 when a high-severity finding exists, else 0.
     pub fn exit_code(&self) -> i32 {
-        if !self.reachable {
+        if !self.reachable || self.findings.iter().any(|f| f.check == NOPERM_CHECK) {
             3
         } else if self.worst() == Some(Severity::High) {
             1
@@ -131,6 +147,12 @@ impl DoctorReport {
                 rows,
                 1,
             ));
+        }
+        if !self.acl.is_empty() {
+            out.push_str("\nleast-privilege ACL (ACL SETUSER <user> on ><password> <rule>):\n");
+            for a in &self.acl {
+                out.push_str(&format!("  {}:\n    {}\n", a.for_, a.rule));
+            }
         }
         let mut findings = self.findings.clone();
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));

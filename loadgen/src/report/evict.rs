@@ -12,18 +12,24 @@ use super::markdown::{Align, Table};
 use super::summary::ScenarioInfo;
 
 /// Bumped on incompatible changes to `evict.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `verdict` may be `NOT TESTED`; `seeded_accounts`, `peak_used_memory`, `max_error_rate`.
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// SAFE or UNSAFE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
+/// SAFE, UNSAFE, or NOT TESTED: the run proved nothing either way (the workload did not run, or
+/// memory never came near `maxmemory`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum Verdict {
+    #[serde(rename = "SAFE")]
     Safe,
+    #[serde(rename = "UNSAFE")]
     Unsafe,
+    #[default]
+    #[serde(rename = "NOT TESTED")]
+    NotTested,
 }
 
 /// One policy's outcome.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PolicyResult {
     pub policy: String,
     pub maxmemory_bytes: Option<u64>,
@@ -31,6 +37,8 @@ pub struct PolicyResult {
     /// Why, in the operator's words (for SAFE: what was checked).
     pub reasons: Vec<String>,
     pub seeded_sessions: u64,
+    /// Accounts that got a session while seeding (the audit reads one session of each).
+    pub seeded_accounts: u64,
     /// Sign-ins refused with OOM while seeding.
     pub seed_oom_errors: u64,
     pub seed_other_errors: u64,
@@ -53,6 +61,11 @@ pub struct PolicyResult {
     /// `evicted_keys` over the whole policy run (seeding, load, audit).
     pub evicted_keys: u64,
     pub used_memory_after: u64,
+    /// Highest `used_memory` seen: the INFO series during the load, and after the audit.
+    pub peak_used_memory: u64,
+    /// The scenario's error bound the load's non-OOM errors were held to (`slo.max_error_rate`,
+    /// 1 % when unset).
+    pub max_error_rate: f64,
     pub notes: Vec<String>,
 }
 
@@ -70,6 +83,7 @@ pub struct EvictReport {
     pub capacity: Option<CapacityReport>,
     pub smallest_safe_maxmemory_bytes: Option<u64>,
     pub policies: Vec<PolicyResult>,
+    /// Every policy SAFE (a NOT TESTED one is not).
     pub all_safe: bool,
     pub interrupted: bool,
 }
@@ -78,6 +92,7 @@ fn verdict(v: Verdict) -> &'static str {
     match v {
         Verdict::Safe => "SAFE",
         Verdict::Unsafe => "UNSAFE",
+        Verdict::NotTested => "NOT TESTED",
     }
 }
 
@@ -104,7 +119,7 @@ fn keyspace_needs(c: &CapacityReport) -> String {
 /// One policy on one line, for the terminal.
 pub fn line(r: &PolicyResult) -> String {
     format!(
-        "{:<14} {:<6} lost sessions {:>6}  over-admitted {:>5}  OOM {:>6}  token hits {:>7}  evicted {:>7}",
+        "{:<14} {:<10} lost sessions {:>6}  over-admitted {:>5}  OOM {:>6}  token hits {:>7}  evicted {:>7}",
         r.policy,
         verdict(r.verdict),
         r.lost_sessions_during_load + r.lost_sessions_at_audit,

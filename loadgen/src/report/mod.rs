@@ -11,7 +11,8 @@
 //! |---|---|
 //! | [`summary`] | `summary.json` of `loadgen run` (the schema) |
 //! | [`run`] | `report.md`, `latency.svg`, `latency-<op>.hgrm`, the console summary |
-//! | [`sweep`] | `sweep.json`, `sweep.md`, `sweep.svg` |
+//! | [`html`] | `report.html`, `sweep.html`: the Markdown reports as self-contained pages |
+//! | [`sweep`] | `sweep.json`, `sweep.md`, `sweep.svg` (and `sweep.html`) |
 //! | [`evict`] | `evict.json`, `evict.md` |
 //! | [`capacity`] | `loadgen capacity`'s report (also inside the three above) |
 //! | [`doctor`] | `loadgen doctor`'s findings |
@@ -27,6 +28,7 @@ pub mod doctor;
 pub mod evict;
 pub mod fmt;
 pub mod hgrm;
+pub mod html;
 pub(crate) mod markdown;
 pub mod read;
 pub mod run;

@@ -1,4 +1,4 @@
-//! One run's files for people: `report.md`, the console summary, `latency.svg` and the
+//! One run's files for people: `report.md` (and `report.html`), the console summary, `latency.svg` and the
 //! `latency-<op>.hgrm` distributions, all rendered from the [`Summary`] that is written as
 //! `summary.json` ([`write_all`] writes them together).
 
@@ -9,10 +9,10 @@ use hdrhistogram::Histogram;
 
 use super::chart::{COLORS, Canvas, nice_step, ticks};
 use super::console;
-use super::fmt;
 use super::hgrm::percentile_distribution;
 use super::markdown::{Align, Table};
 use super::summary::{Availability, Bottleneck, SecondSample, Status, Summary, Verdict};
+use super::{fmt, html};
 use crate::scenario::Op;
 
 /// `report.md`: the summary as tables a person can read in a pull request or a terminal.
@@ -258,7 +258,7 @@ pub fn markdown(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "\nFiles: `summary.json`, `latency.svg`, `latency-<op>.hgrm`, goose's `report.html`."
+        "\n![p50 and p99 response time per second](latency.svg)\n\nFiles: `summary.json`, `report.html` (this page, self-contained), `latency.svg`, `latency-<op>.hgrm`, goose's own `goose-report.html`."
     );
     o
 }
@@ -526,8 +526,9 @@ pub struct OpHistograms<'a> {
     pub service: &'a Histogram<u64>,
 }
 
-/// Writes `summary.json`, `report.md`, `latency-<op>.hgrm` (response and service time) and
-/// `latency.svg` into `dir`. Goose writes its own `goose-report.html`.
+/// Writes `summary.json`, `report.md`, `latency-<op>.hgrm` (response and service time),
+/// `latency.svg` and `report.html` (the Markdown with the chart inlined, [`super::html`]) into
+/// `dir`. Goose writes its own `goose-report.html`.
 pub fn write_all(
     dir: &Path,
     summary: &Summary,
@@ -536,7 +537,8 @@ pub fn write_all(
 ) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("summary.json"), json + "\n")?;
-    std::fs::write(dir.join("report.md"), markdown(summary))?;
+    let md = markdown(summary);
+    std::fs::write(dir.join("report.md"), &md)?;
     for h in histograms {
         std::fs::write(
             dir.join(format!("latency-{}.hgrm", h.name)),
@@ -555,9 +557,12 @@ pub fn write_all(
         .iter()
         .map(|w| (w.start_s - from, w.end_s - from))
         .collect();
+    let svg = latency_svg(&summary.scenario.name, series, &outages);
+    std::fs::write(dir.join("latency.svg"), &svg)?;
+    let title = format!("loadgen run: {}", summary.scenario.name);
     std::fs::write(
-        dir.join("latency.svg"),
-        latency_svg(&summary.scenario.name, series, &outages),
+        dir.join("report.html"),
+        html::page(&title, &md, &[("latency.svg", &svg)]),
     )
 }
 

@@ -386,10 +386,16 @@ pub fn svg(r: &SweepReport) -> String {
     s
 }
 
-/// Writes `sweep.json`, `sweep.md` and `sweep.svg` into `dir`.
+/// Writes `sweep.json`, `sweep.md`, `sweep.svg` and `sweep.html` (self-contained) into `dir`.
 pub fn write_all(dir: &Path, r: &SweepReport) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("sweep.json"), json + "\n")?;
-    std::fs::write(dir.join("sweep.md"), markdown(r))?;
-    std::fs::write(dir.join("sweep.svg"), svg(r))
+    let (md, chart) = (markdown(r), svg(r));
+    std::fs::write(dir.join("sweep.md"), &md)?;
+    std::fs::write(dir.join("sweep.svg"), &chart)?;
+    let title = format!("loadgen sweep: {}", r.scenario.name);
+    std::fs::write(
+        dir.join("sweep.html"),
+        super::html::page(&title, &md, &[("sweep.svg", &chart)]),
+    )
 }

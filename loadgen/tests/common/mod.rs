@@ -75,3 +75,39 @@ pub fn throwaway_port(stderr: &str) -> u16 {
         .and_then(|p| p.parse().ok())
         .expect("port")
 }
+
+/// What one `loadgen evict` run left: exit code, stdout + stderr, and `evict.json` if written.
+pub struct Evicted {
+    pub code: Option<i32>,
+    pub log: String,
+    pub report: serde_json::Value,
+}
+
+/// `loadgen evict <scenario> --redis-url <url>`, 2 s of load without warm-up, results under `out`.
+pub fn evict_on(scenario: &str, url: &str, out: &Path) -> Evicted {
+    let out = out.display().to_string();
+    let o = run(&[
+        "evict",
+        scenario,
+        "--redis-url",
+        url,
+        "--duration",
+        "2s",
+        "--set",
+        "load.warmup=0s",
+        "--out",
+        &out,
+    ]);
+    let (stdout, stderr) = text(&o);
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("results: "))
+        .and_then(|d| std::fs::read_to_string(Path::new(d).join("evict.json")).ok())
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Evicted {
+        code: o.status.code(),
+        log: format!("{stdout}\n{stderr}"),
+        report,
+    }
+}

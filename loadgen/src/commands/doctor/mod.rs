@@ -30,8 +30,11 @@ use std::time::Duration;
 use cache::url::Topology;
 use cache::{ConnectOptions, KeySchema, Redis, RedisUrl};
 
+use crate::engine::acl;
 use crate::engine::redis_admin::{self, ScanBudget};
-use crate::report::doctor::{DoctorReport, Finding, SCHEMA_VERSION, Severity, finding};
+use crate::report::doctor::{
+    DoctorReport, Finding, NOPERM_CHECK, SCHEMA_VERSION, Severity, finding,
+};
 
 /// The settings the audit reads (one `CONFIG GET`).
 const AUDITED_SETTINGS: [&str; 10] = [
@@ -76,6 +79,7 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
         nodes: Vec::new(),
         keys: None,
         findings: Vec::new(),
+        acl: acl::rules(cache::keys::DEFAULT_PREFIX, &url.topology),
     };
     match &url.topology {
         Topology::Sentinel {
@@ -124,6 +128,17 @@ pub async fn diagnose(url: &RedisUrl, opts: &ConnectOptions) -> DoctorReport {
     report
 }
 
+/// The finding for a command the ACL user may not run (doctor then exits 3).
+fn refused(e: &cache::Error) -> Finding {
+    let command = cache::acl::denied(e).unwrap_or_default();
+    finding(
+        Severity::High,
+        NOPERM_CHECK,
+        format!("the ACL user lacks {command}: doctor cannot audit the deployment"),
+        "grant the rule printed under `least-privilege ACL` for doctor",
+    )
+}
+
 /// The configuration audit of one server: memory and eviction, persistence, security, replication.
 async fn audit_node(
     url: &RedisUrl,
@@ -133,6 +148,10 @@ async fn audit_node(
 ) {
     let info = match redis_admin::info(redis, "everything").await {
         Ok(info) => info.0,
+        Err(e) if e.kind() == cache::ErrorKind::NoPermission => {
+            out.push(refused(&e));
+            BTreeMap::new()
+        }
         Err(e) => {
             out.push(finding(
                 Severity::Medium,
@@ -146,9 +165,14 @@ async fn audit_node(
     if version.is_none() {
         *version = info.get("redis_version").cloned();
     }
-    let config = redis_admin::config_get(redis, &AUDITED_SETTINGS)
-        .await
-        .unwrap_or_default();
+    let config = match redis_admin::config_get(redis, &AUDITED_SETTINGS).await {
+        Ok(config) => config,
+        Err(e) if e.kind() == cache::ErrorKind::NoPermission => {
+            out.push(refused(&e));
+            BTreeMap::new()
+        }
+        Err(_) => BTreeMap::new(),
+    };
     if config.is_empty() {
         out.push(finding(
             Severity::Info,

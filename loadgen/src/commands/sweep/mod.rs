@@ -150,7 +150,7 @@ async fn sweep(
     let memory_projection = if cancel.is_cancelled() {
         None
     } else {
-        capacity::for_results(&target.redis, s, progress).await
+        capacity::for_results(&target.redis, s, progress).await?
     };
     let report = SweepReport {
         schema_version: SCHEMA_VERSION,

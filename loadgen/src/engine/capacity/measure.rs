@@ -14,12 +14,26 @@
 //!    computed from `DBSIZE` ([`super::model`]);
 //! 4. delete the samples.
 //!
-//! The sample ids cannot collide with the load's own: sample users are `c<n>` (the load's are
-//! `u<n>`, same length), sample IPs come from 100.64.0.0/10 (the load's from 198.18.0.0/15 and
-//! 2001:db8::/32). `MEMORY USAGE` of sample keys is kept alongside, for comparison.
+//! **Keys it controls.** The samples are fresh keys under the scenario's own prefix (so their
+//! sizes are the real keys' sizes, and the stores' ACL rule `~<prefix>:*` covers them): sample
+//! users are `c<n>` (the load's are `u<n>`, same length), sample IPs come from 100.64.0.0/10 (the
+//! load's from 198.18.0.0/15 and 2001:db8::/32), tokens are random per measurement, and any
+//! leftover of an interrupted measurement is deleted first. Their TTLs are made far longer than
+//! the measurement ([`LONG_TTL`]: session idle and absolute lifetime, token lifetime, the
+//! counter's window), so none of them expires while it is measured; they are deleted after.
+//!
+//! **Others' changes.** `used_memory` is the whole server's, so keys that expire, are evicted or
+//! are written by others during a phase would be counted as ours — after a load run, its
+//! short-lived rate-limit counters expiring mid-measurement once made a counter "−150 B". Each
+//! phase therefore checks what else changed: `expired_keys` and `evicted_keys` (none of them
+//! ours), and `DBSIZE` against the keys the phase itself created. A phase disturbed by more than
+//! [`BACKGROUND_BOUND`] of its sample (or with a non-positive result) is retried on fresh items,
+//! after a pause, up to [`ATTEMPTS`] times within [`ATTEMPTS_TIME`]; then the measurement is refused (exit 3, with the
+//! counts) rather than printing a wrong projection.
 //!
 //! Keys already under the prefix (after a run) are counted with `SCAN` and subtracted from the
 //! base, so the projection is about the scenario's keyspace, not about what is on the server now.
+//! The base is never below the empty server's `used_memory_startup`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -86,6 +100,14 @@ async fn snapshot(redis: &Redis) -> Result<(f64, f64)> {
 
 const CONCURRENCY: usize = 32;
 
+/// The shortest TTL a sample gets: far longer than any measurement.
+const LONG_TTL: Duration = Duration::from_secs(3600);
+/// Background key changes a phase tolerates, as a share of its sample (at least 1 key).
+const BACKGROUND_BOUND: f64 = 0.005;
+/// Tries per kind, and the time they may take, before the measurement is refused.
+const ATTEMPTS: usize = 12;
+const ATTEMPTS_TIME: Duration = Duration::from_secs(20);
+
 /// The three kinds, in [`Model::kinds`] order.
 const KINDS: [&str; 3] = ["session", "token", "counter"];
 
@@ -98,8 +120,10 @@ struct Writers {
     endpoint: String,
     per_user: usize,
     stride: usize,
-    payloads: Vec<String>,
-    token_texts: Vec<String>,
+    payload: Payload,
+    /// Random per measurement: item `i`'s payload and token come from `seed ^ i`, so a leftover
+    /// token of an earlier measurement is never hit again.
+    seed: u64,
     exp: u64,
 }
 
@@ -107,34 +131,52 @@ impl Writers {
     fn new(redis: &Redis, s: &Scenario, total: usize) -> Result<Writers> {
         let k = &s.keyspace;
         let per_user = k.sessions_per_user.max(1) as usize;
-        let mut rng = SmallRng::seed_from_u64(s.seed ^ 0xCAFE);
-        // Fail closed: a sample counter the limiter could not write must be an error here, not
-        // an admission.
-        let mut closed = s.clone();
-        closed.ratelimit.failure_mode = cache::FailureMode::Closed;
+        let endpoint = k
+            .endpoints
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "signin".into());
+        let sampling = long_lived(s, &endpoint);
         let Stores {
             sessions,
             tokens,
             limiter,
-        } = Stores::new(&closed, redis)?;
+        } = Stores::new(&sampling, redis)?;
         Ok(Writers {
             sessions,
             tokens,
             limiter,
             prefix: k.prefix.clone(),
-            endpoint: k
-                .endpoints
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "signin".into()),
+            endpoint,
             per_user,
             // Sample users spread over the scenario's account numbers, so ids have the load's
             // lengths; each holds `sessions_per_user` sessions, as the load's accounts do.
             stride: (k.users as usize / total.div_ceil(per_user)).max(1),
-            payloads: (0..total).map(|_| payload(k.payload, &mut rng)).collect(),
-            token_texts: (0..total).map(|_| Keyspace::new_token(&mut rng)).collect(),
-            exp: unix_now() + k.token_ttl.0.as_secs(),
+            payload: k.payload,
+            seed: rand::random(),
+            exp: unix_now() + sampling.keyspace.token_ttl.0.as_secs(),
         })
+    }
+
+    /// Keys items `range` of `kind` create on a server without them: one each, plus — for
+    /// sessions — one index per user not already holding an earlier item.
+    fn new_keys(&self, kind: usize, range: Range<usize>) -> f64 {
+        let n = range.len() as f64;
+        if kind != 0 || range.is_empty() {
+            return n;
+        }
+        let users = (range.start / self.per_user..=(range.end - 1) / self.per_user).count();
+        let shared =
+            range.start > 0 && (range.start - 1) / self.per_user == range.start / self.per_user;
+        n + (users - shared as usize) as f64
+    }
+
+    fn rng(&self, i: usize) -> SmallRng {
+        SmallRng::seed_from_u64(self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    fn token_text(&self, i: usize) -> String {
+        Keyspace::new_token(&mut self.rng(i))
     }
 
     fn user_of(&self, i: usize) -> String {
@@ -146,7 +188,7 @@ impl Writers {
     }
 
     fn token_key(&self, i: usize) -> String {
-        let hash = cache::token::token_hash(&self.token_texts[i]);
+        let hash = cache::token::token_hash(&self.token_text(i));
         format!("{}:token:{hash}", self.prefix)
     }
 
@@ -165,7 +207,8 @@ impl Writers {
         let one = |i: usize| async move {
             let stored = match kind {
                 0 => {
-                    let new = login_session(&self.user_of(i), &Self::ip_of(i), &self.payloads[i]);
+                    let body = payload(self.payload, &mut self.rng(i));
+                    let new = login_session(&self.user_of(i), &Self::ip_of(i), &body);
                     self.sessions
                         .create(new)
                         .await
@@ -175,7 +218,7 @@ impl Writers {
                 1 => self
                     .tokens
                     .put(
-                        &self.token_texts[i],
+                        &self.token_text(i),
                         &workload::claims(self.user_of(i), self.exp),
                     )
                     .await
@@ -205,9 +248,11 @@ impl Writers {
     async fn clean_up(&self, redis: &Redis, total: usize) {
         let users: std::collections::BTreeSet<String> =
             (0..total).map(|i| self.user_of(i)).collect();
-        for u in &users {
-            let _ = self.sessions.destroy_all_for_user(u).await;
-        }
+        stream::iter(&users)
+            .for_each_concurrent(CONCURRENCY, |u| async move {
+                let _ = self.sessions.destroy_all_for_user(u).await;
+            })
+            .await;
         let tokens: Vec<String> = (0..total).map(|i| self.token_key(i)).collect();
         let counters: Vec<String> = (0..total).map(|i| self.counter_key(i)).collect();
         let _ = redis_admin::delete(redis, &tokens).await;
@@ -215,17 +260,133 @@ impl Writers {
     }
 }
 
+/// The scenario as the samples are written: TTLs of at least [`LONG_TTL`] (the shapes, sizes and
+/// prefix unchanged), and a limiter that fails closed — a sample counter it could not write must
+/// be an error here, not an admission.
+fn long_lived(s: &Scenario, endpoint: &str) -> Scenario {
+    let mut m = s.clone();
+    let k = &mut m.keyspace;
+    k.session_idle_timeout.0 = k.session_idle_timeout.0.max(LONG_TTL);
+    k.session_absolute_lifetime.0 = k.session_absolute_lifetime.0.max(LONG_TTL);
+    k.token_ttl.0 = k.token_ttl.0.max(LONG_TTL);
+    m.ratelimit.failure_mode = cache::FailureMode::Closed;
+    if let Some(rule) = s.ratelimit.resolved_rules().get(endpoint) {
+        m.ratelimit.rules.insert(
+            endpoint.to_string(),
+            crate::scenario::RuleConfig {
+                limit: rule.limit,
+                window: crate::scenario::Dur(rule.window.max(LONG_TTL)),
+                algorithm: rule.algorithm,
+            },
+        );
+    }
+    m
+}
+
+/// What else changed on the server during a phase: keys that expired or were evicted (never
+/// ours: see [`LONG_TTL`]), and keys written or deleted by others (`DBSIZE` against ours).
+struct Background {
+    expired: u64,
+    evicted: u64,
+    others_net: f64,
+}
+
+impl Background {
+    fn keys(&self) -> f64 {
+        (self.expired + self.evicted) as f64 + self.others_net.abs()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} keys expired, {} evicted, {:+.0} written or deleted by others",
+            self.expired, self.evicted, self.others_net
+        )
+    }
+}
+
+/// `(steady used_memory, DBSIZE, expired_keys, evicted_keys)`.
+async fn phase_mark(redis: &Redis) -> Result<(f64, f64, f64, f64)> {
+    let (u, k) = snapshot(redis).await?;
+    let stats = redis_admin::info(redis, "stats")
+        .await
+        .map_err(|e| Error::redis("INFO stats", "INFO", e))?;
+    let n = |f: &str| stats.num(f).unwrap_or(0.0);
+    Ok((u, k, n("expired_keys"), n("evicted_keys")))
+}
+
+/// Measures one kind: a warm-up batch, then `n` items on fresh indices until a phase is clean
+/// (see the module docs). Returns its cost and its sample's main keys.
+async fn measure_kind(
+    redis: &Redis,
+    w: &Writers,
+    kind: usize,
+    warm: usize,
+    n: usize,
+) -> Result<(KindCost, Vec<String>)> {
+    w.write(kind, 0..warm).await?;
+    let bound = (BACKGROUND_BOUND * n as f64).max(1.0);
+    let mut last = String::new();
+    let started = Instant::now();
+    let mut tries = 0;
+    for attempt in 0..ATTEMPTS {
+        if started.elapsed() > ATTEMPTS_TIME {
+            break;
+        }
+        tries += 1;
+        if attempt > 0 {
+            // Let a burst of expiries (a previous run's counters) pass.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let range = warm + attempt * n..warm + (attempt + 1) * n;
+        let (ua, ka, ea, va) = phase_mark(redis).await?;
+        let keys = w.write(kind, range.clone()).await?;
+        let (ub, kb, eb, vb) = phase_mark(redis).await?;
+        let expected = w.new_keys(kind, range);
+        let bg = Background {
+            expired: (eb - ea).max(0.0) as u64,
+            evicted: (vb - va).max(0.0) as u64,
+            others_net: 0.0,
+        };
+        let bg = Background {
+            others_net: (kb - ka) - expected + (bg.expired + bg.evicted) as f64,
+            ..bg
+        };
+        let cost = KindCost {
+            bytes: ((ub - ua) - (tables(kb) - tables(ka))) / n as f64,
+            keys: expected / n as f64,
+        };
+        if bg.keys() <= bound && cost.bytes > 0.0 {
+            return Ok((cost, keys));
+        }
+        last = format!(
+            "{}; {:.1} B per {} measured",
+            bg.describe(),
+            cost.bytes,
+            KINDS[kind]
+        );
+    }
+    Err(Error::Unmeasurable(format!(
+        "others changed the server while loadgen measured {} sizes, in each of {tries} tries over {:.0} s (last: {last}; the bound is {bound:.0} keys per {n}-item sample): measure on a quiet server, or wait until the last run's keys have expired",
+        KINDS[kind],
+        started.elapsed().as_secs_f64()
+    )))
+}
+
 /// Writes samples of each kind, measures, deletes them. Per kind, a warm-up batch first absorbs
 /// one-time costs that are not per item (the script loaded, the connection's query buffer grown
 /// to the pipelined size — together several percent of a 2000-item delta); then `n` items are
-/// measured. Fails (with the reason) when a sample write fails — e.g. the server is full — or
-/// keys were evicted while measuring.
+/// measured ([`measure_kind`]). Fails (with the reason) when a sample write fails — e.g. the
+/// server is full — or others kept changing the server beyond the bound.
 pub(crate) async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Measurement> {
     let warm = (n / 4).max(50);
-    let total = warm + n;
+    let total = warm + n * ATTEMPTS;
     let w = Writers::new(redis, s, total)?;
     let schema = workload::schema(&s.keyspace)?;
-    let stats_before = redis_admin::info(redis, "stats").await.unwrap_or_default();
+    // Fresh keys: whatever an interrupted measurement left under these ids goes first.
+    w.clean_up(redis, total).await;
+    let stats_before = redis_admin::info(redis, "stats")
+        .await
+        .map_err(|e| Error::redis("INFO stats", "INFO", e))?;
     let budget = ScanBudget {
         max_keys: 5_000_000,
         time: Duration::from_secs(10),
@@ -237,26 +398,22 @@ pub(crate) async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Mea
         .map(|(kind, st)| (kind, st.keys))
         .collect::<BTreeMap<_, _>>();
     let (u0, k0) = snapshot(redis).await?;
+    let startup = num(redis, "memory", "used_memory_startup").await?;
     let mut kinds = [KindCost::default(); 3];
     let mut memory_usage_bytes = BTreeMap::new();
     let mut result = Ok(());
     for (kind, name) in KINDS.iter().enumerate() {
-        let step = async {
-            w.write(kind, 0..warm).await?;
-            let (ua, ka) = snapshot(redis).await?;
-            let keys = w.write(kind, warm..total).await?;
-            let (ub, kb) = snapshot(redis).await?;
-            kinds[kind] = KindCost {
-                bytes: ((ub - ua) - (tables(kb) - tables(ka))) / n as f64,
-                keys: (kb - ka) / n as f64,
-            };
-            let sample = &keys[..keys.len().min(50)];
-            memory_usage_bytes.insert(*name, redis_admin::mean_memory_usage(redis, sample).await);
-            Ok::<_, Error>(())
-        };
-        result = step.await;
-        if result.is_err() {
-            break;
+        match measure_kind(redis, &w, kind, warm, n).await {
+            Ok((cost, keys)) => {
+                kinds[kind] = cost;
+                let sample = &keys[..keys.len().min(50)];
+                memory_usage_bytes
+                    .insert(*name, redis_admin::mean_memory_usage(redis, sample).await);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
     }
     w.clean_up(redis, total).await;
@@ -264,20 +421,17 @@ pub(crate) async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Mea
 
     let stats_after = redis_admin::info(redis, "stats").await.unwrap_or_default();
     let delta = |f: &str| stats_after.increase_since(&stats_before, f);
-    if delta("evicted_keys") > 0 {
-        return Err(Error::Unmeasurable(format!(
-            "the server evicted {} keys while loadgen measured key sizes: it is too full to measure (use an empty server, or one with room)",
-            delta("evicted_keys")
-        )));
-    }
     let count = |kind: &str| existing.get(kind).copied().unwrap_or(0) as f64;
     let store_keys: f64 = existing.values().sum::<u64>() as f64;
     let store_bytes = count("session") * kinds[0].bytes
         + count("token") * kinds[1].bytes
         + count("ratelimit") * kinds[2].bytes;
+    let base = u0 - tables(k0) - store_bytes;
     Ok(Measurement {
         model: Model {
-            base: u0 - tables(k0) - store_bytes,
+            // Never below the empty server: existing keys that expired between the SCAN and the
+            // snapshot would otherwise be subtracted twice.
+            base: base.max(startup),
             other_keys: (k0 - store_keys).max(0.0),
             kinds,
         },
@@ -285,6 +439,7 @@ pub(crate) async fn measure(redis: &Redis, s: &Scenario, n: usize) -> Result<Mea
         memory_usage_bytes,
         store_keys_before: existing,
         expired_during: delta("expired_keys"),
+        base_clamped: base < startup,
     })
 }
 

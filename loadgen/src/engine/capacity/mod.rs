@@ -32,7 +32,7 @@ use cache::Redis;
 
 use super::progress::Progress;
 use super::redis_admin;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::capacity::{
     CapacityReport, Counts, DEFAULT_HEADROOM, Headroom, Projection, SCHEMA_VERSION,
 };
@@ -82,9 +82,12 @@ pub(crate) async fn report(
     let mut notes = Vec::new();
     if measured.expired_during > 0 {
         notes.push(format!(
-            "{} keys expired while measuring; the memory they freed makes the per-key figures slightly low",
+            "{} of others' keys expired while measuring; each size was measured in a phase they disturbed by at most 0.5 % of its sample",
             measured.expired_during
         ));
+    }
+    if measured.base_clamped {
+        notes.push("the server's base came out below an empty server's (keys expired while it was read); the empty server's used_memory_startup is used".into());
     }
     let backlog = redis_admin::config_number(redis, "repl-backlog-size")
         .await
@@ -144,21 +147,23 @@ pub(crate) async fn report(
 }
 
 /// The projection for run and sweep results: the target's own `maxmemory`, default headroom,
-/// [`RESULTS_SAMPLES`] per kind. `None` (with a warning) when it cannot be measured.
+/// [`RESULTS_SAMPLES`] per kind. `None` (with a warning) when it cannot be measured; an ACL
+/// refusal is an error (exit 3), as everywhere.
 pub(crate) async fn for_results(
     redis: &Redis,
     s: &Scenario,
     progress: &Progress,
-) -> Option<CapacityReport> {
+) -> Result<Option<CapacityReport>> {
     let limit = redis_admin::maxmemory(redis).await.map(|bytes| Limit {
         bytes,
         source: "CONFIG GET maxmemory".into(),
     });
     match report(redis, s, limit, DEFAULT_HEADROOM, RESULTS_SAMPLES).await {
-        Ok(r) => Some(r),
+        Ok(r) => Ok(Some(r)),
+        Err(e @ Error::NoPermission { .. }) => Err(e),
         Err(e) => {
             progress.warn(format!("no memory projection: {e}"));
-            None
+            Ok(None)
         }
     }
 }
