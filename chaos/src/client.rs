@@ -5,10 +5,14 @@
 //! own view of which node is primary), like one instance of the OAuth server would.
 //!
 //! Durable writes (`wait_replicas > 0`): after a write is acknowledged, `WAIT n timeout` asks the
-//! primary how many replicas have it. The write counts as `ok` only if enough did *and* the handle
-//! did not move to another primary in between: after a failover, `WAIT` would go to the new primary
-//! and count *its* replicas, vouching for a write the old primary took with it. When in doubt the
-//! outcome is indeterminate, never ok.
+//! primary how many replicas have it. `WAIT` answers for the *connection* it runs on: on a fresh
+//! connection it returns at once with every replica counted (verified with redis-cli: `WAIT 1 300`
+//! returned 1 with the replica stopped, 0 on the write's own connection). So the write counts as
+//! `ok` only if `WAIT` provably ran on the write's connection: `CLIENT ID` is read before the
+//! write ([`Client::mark`]) and again in one pipeline with the `WAIT` (a pipeline goes out on one
+//! connection and is never re-sent); same id on the same node with no primary change in between
+//! means the same connection, hence the write's. Anything else — a reconnect, a switch, a failed
+//! `CLIENT ID` — makes the outcome indeterminate, never ok.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,33 +108,78 @@ impl Client {
         self.redis.primary_changes()
     }
 
+    /// Before a write, with durable writes on: the connection the handle uses now, as (node,
+    /// `CLIENT ID`); `None` without `WAIT` or if it cannot be read.
+    pub async fn mark(&self) -> Option<(Option<u16>, i64)> {
+        if self.wait_replicas == 0 {
+            return None;
+        }
+        let mut conn = self.redis.clone();
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some((self.node_port(), id))
+    }
+
     /// The outcome of a write the store acknowledged, after `WAIT` if configured.
-    /// `changes_before` is [`primary_changes`](Self::primary_changes) before the write.
-    pub async fn confirm_write(&self, changes_before: u64) -> (Outcome, Option<String>) {
+    /// `changes_before` is [`primary_changes`](Self::primary_changes) and `mark` is
+    /// [`mark`](Self::mark), both taken before the write.
+    pub async fn confirm_write(
+        &self,
+        changes_before: u64,
+        mark: Option<(Option<u16>, i64)>,
+    ) -> (Outcome, Option<String>) {
         if self.wait_replicas == 0 {
             return (Outcome::Ok, None);
         }
+        let Some((node_before, id_before)) = mark else {
+            return (
+                Outcome::Indeterminate,
+                Some("WAIT not trusted: the write's connection could not be identified".into()),
+            );
+        };
         let mut conn = self.redis.clone();
-        let acked: Result<i64, _> = redis::cmd("WAIT")
+        let answer: Result<(i64, i64), _> = redis::pipe()
+            .cmd("CLIENT")
+            .arg("ID")
+            .cmd("WAIT")
             .arg(self.wait_replicas)
             .arg(self.wait_timeout.as_millis() as u64)
             .query_async(&mut conn)
             .await;
-        let moved = self.primary_changes() != changes_before;
-        match acked {
-            Ok(n) if n >= i64::from(self.wait_replicas) && !moved => (Outcome::Ok, None),
-            Ok(n) if moved => (
+        let moved = self.primary_changes() != changes_before || self.node_port() != node_before;
+        match answer {
+            Ok((id, n)) if id == id_before && !moved && n >= i64::from(self.wait_replicas) => {
+                (Outcome::Ok, None)
+            }
+            Ok((id, n)) if id != id_before || moved => (
                 Outcome::Indeterminate,
                 Some(format!(
-                    "WAIT answered {n} after the handle changed primary"
+                    "WAIT answered {n} on another connection than the write's"
                 )),
             ),
-            Ok(n) => (
+            Ok((_, n)) => (
                 Outcome::Indeterminate,
                 Some(format!("WAIT: only {n} of {} replicas", self.wait_replicas)),
             ),
             Err(e) => (Outcome::Indeterminate, Some(format!("WAIT failed: {e}"))),
         }
+    }
+
+    /// `PTTL` of this client IP's counter for [`ENDPOINT`], read with a command of its own.
+    pub async fn counter_pttl(&self, ip: &str) -> Option<i64> {
+        let key = format!(
+            "{}:ratelimit:{ip}:{ENDPOINT}",
+            KeySchema::default().prefix()
+        );
+        let mut conn = self.redis.clone();
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .ok()
     }
 
     /// Claims for a synthetic token valid for `ttl`.

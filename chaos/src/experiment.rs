@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A bad experiment file or CLI override: a usage error (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub struct Experiment {
     #[serde(default)]
     pub description: String,
     /// How long the workload runs.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub duration: Duration,
     pub topology: TopologySpec,
     #[serde(default)]
@@ -135,24 +135,24 @@ pub struct WorkloadSpec {
     /// Concurrent clients, each with its own `cache::Redis` handle.
     pub clients: usize,
     /// Pause between two operations of one client.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub interval: Duration,
     /// Lifetime of the sessions whose loss is checked (long enough to outlive the run).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub session_ttl: Duration,
     /// Lifetime of the short sessions whose expiry is checked.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub short_session_ttl: Duration,
     /// How late after its TTL a short session may still be visible.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub ttl_tolerance: Duration,
     /// After each write, `WAIT <n> <wait_timeout>`; a write is acknowledged only when n replicas
     /// have it (0 = no WAIT, the stores' normal behaviour).
     pub wait_replicas: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub wait_timeout: Duration,
     /// Client response timeout: an operation slower than this is indeterminate.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub response_timeout: Duration,
 }
 
@@ -185,6 +185,12 @@ pub enum FaultAction {
     Resume,
     /// Start a killed or stopped node again (same port, same data directory).
     Restart,
+    /// Cut the node off the network (Docker backend only: `iptables` in its network namespace).
+    /// Target `primary`: the primary loses the sentinels and the replicas but the clients still
+    /// reach it (Jepsen 2013's split brain). Target `sentinels`: those sentinels lose every node.
+    Partition,
+    /// Remove every partition (target `all`) or those of the faulted nodes.
+    Heal,
 }
 
 /// Which node(s) a fault hits, resolved when it fires.
@@ -207,7 +213,7 @@ pub enum FaultTarget {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub at: Duration,
     pub action: FaultAction,
     pub target: FaultTarget,
@@ -215,7 +221,12 @@ pub struct FaultSpec {
     #[serde(default = "one")]
     pub count: usize,
     /// For `pause`: resume after this long.
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration: Option<Duration>,
 }
 
@@ -228,12 +239,29 @@ fn one() -> usize {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
-    /// Most acknowledged session creates allowed to be lost.
+    /// Most acknowledged writes (every kind) allowed to be lost.
     pub max_acked_writes_lost: Option<usize>,
+    /// Fewest acknowledged writes that must be found lost: the experiment exists to show a loss
+    /// (a partitioned primary), and a run that sees none did not reproduce the fault.
+    pub min_acked_writes_lost: Option<usize>,
+    /// Every lost acknowledged write must have been acknowledged within this long after the
+    /// fault landed (`min-replicas-max-lag` bounds a partitioned primary's loss this way).
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_loss_after_fault: Option<Duration>,
     /// Must Sentinel promote a replica (`+switch-master`)? `false` = must not.
     pub failover: Option<bool>,
     /// Longest allowed time from the first fault to the first `ok` write.
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_write_gap: Option<Duration>,
     /// Most writes acknowledged by the old primary after the promotion.
     pub max_split_brain_writes: Option<usize>,
@@ -245,7 +273,12 @@ pub struct Expectations {
     pub old_primary_rejoins: bool,
     /// Every lost acknowledged write must have completed within this long before the crash
     /// (what the persistence configuration promises: AOF everysec ≈ 1–2 s).
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_loss_window: Option<Duration>,
     /// Revoked tokens must stay revoked (never `Valid` again).
     #[serde(default)]
@@ -272,6 +305,18 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// Written back the way it is read (`"1s 500ms"`), so a recorded history's experiment parses again.
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A TOML syntax or type error as `line L, column C: message`. Not toml's own `Display`: that
@@ -410,6 +455,27 @@ impl Experiment {
             }
             if f.target == FaultTarget::Sentinels && !(1..=3).contains(&f.count) {
                 return bad(&format!("{field}.count"), "1, 2 or 3 sentinels");
+            }
+            if f.action == FaultAction::Partition
+                && !matches!(f.target, FaultTarget::Primary | FaultTarget::Sentinels)
+            {
+                return bad(
+                    &format!("{field}.target"),
+                    "`primary` or `sentinels` for a partition",
+                );
+            }
+            if f.action == FaultAction::Heal
+                && !matches!(f.target, FaultTarget::All | FaultTarget::Faulted)
+            {
+                return bad(&format!("{field}.target"), "`all` or `faulted` for heal");
+            }
+            if matches!(f.action, FaultAction::Partition | FaultAction::Heal)
+                && self.topology.kind == TopologyKind::Standalone
+            {
+                return bad(
+                    &format!("{field}.action"),
+                    "kill, stop, pause, resume or restart (a standalone node has nothing to be partitioned from)",
+                );
             }
             if f.duration.is_some() && f.action != FaultAction::Pause {
                 return bad(&format!("{field}.duration"), "only with action = \"pause\"");

@@ -6,8 +6,10 @@
 //! check, one token put and one revoke. A fixed cycle rather than random choice keeps runs
 //! comparable: the same experiment on the two backends issues the same mix.
 //!
-//! Every call is recorded with invoke and completion times and its outcome. Nothing is retried
-//! here: the store reports what happened, the recorder writes it down, the checker judges later.
+//! Every call is recorded with invoke and completion times, its outcome and the node the handle
+//! sent it to (read *before* the call, see [`crate::history`]); every acknowledged write of every
+//! kind is registered for the final reads. Nothing is retried here: the store reports what
+//! happened, the recorder writes it down, the checker judges later.
 //! During an outage calls fail fast (connection refused) and the worker keeps pacing at
 //! `interval`, so the history shows the exact error window.
 
@@ -19,9 +21,9 @@ use cache::{NewSession, SessionId};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, ENDPOINT, RATE_WINDOW, expiry_in};
+use crate::client::{Client, ENDPOINT, expiry_in};
 use crate::db::random_hex;
-use crate::history::{Clock, History, Op, OpKind, Outcome, RevokedToken, SessionRecord};
+use crate::history::{AckedWrite, Clock, History, Op, OpKind, Outcome, SessionRecord};
 
 /// Lifetime of the workload's synthetic tokens (and of their revocation tombstones).
 const TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -65,6 +67,7 @@ impl Generator {
                     short_tx: short_sessions.clone(),
                     own: Vec::new(),
                     last_token: None,
+                    sent_to: None,
                 };
                 let stop = stop.clone();
                 tokio::spawn(w.run(interval, stop))
@@ -95,6 +98,8 @@ struct Worker {
     /// This worker's acknowledged long sessions: (registry index, id).
     own: Vec<(usize, SessionId)>,
     last_token: Option<String>,
+    /// The node the handle uses as the current call is sent.
+    sent_to: Option<u16>,
 }
 
 /// What one call produced, before it is written to the history.
@@ -102,6 +107,7 @@ struct Done {
     outcome: Outcome,
     session: Option<usize>,
     note: Option<String>,
+    pttl_ms: Option<i64>,
 }
 
 impl Done {
@@ -110,13 +116,18 @@ impl Done {
             outcome: Outcome::of_error(e),
             session: None,
             note: Some(e.to_string()),
+            pttl_ms: None,
         }
     }
     fn ok(session: Option<usize>, note: Option<String>) -> Done {
+        Done::of(Outcome::Ok, session, note)
+    }
+    fn of(outcome: Outcome, session: Option<usize>, note: Option<String>) -> Done {
         Done {
-            outcome: Outcome::Ok,
+            outcome,
             session,
             note,
+            pttl_ms: None,
         }
     }
 }
@@ -143,27 +154,44 @@ impl Worker {
     async fn step(&mut self, kind: OpKind) {
         let invoke_ms = self.clock.now();
         let changes = self.client.primary_changes();
+        self.sent_to = self.client.node_port();
         let done = match kind {
             OpKind::SessionCreate | OpKind::ShortSessionCreate => {
                 self.create(kind == OpKind::ShortSessionCreate, invoke_ms, changes)
                     .await
             }
             OpKind::SessionRead => self.read().await,
-            OpKind::SessionUpdate => self.update(changes).await,
+            OpKind::SessionUpdate => self.update(invoke_ms, changes).await,
             OpKind::RateLimitCheck => self.rate_limit().await,
-            OpKind::TokenPut => self.token_put(changes).await,
-            OpKind::TokenRevoke => self.token_revoke(changes).await,
+            OpKind::TokenPut => self.token_put(invoke_ms, changes).await,
+            OpKind::TokenRevoke => self.token_revoke(invoke_ms, changes).await,
         };
         let Some(done) = done else { return };
+        let after = self.client.node_port();
+        let node_port = self.sent_to.or(after);
         self.history.op(Op {
             client: self.id,
             kind,
             invoke_ms,
             complete_ms: self.clock.now(),
             outcome: done.outcome,
-            node_port: self.client.node_port(),
+            node_port,
+            node_after: after.filter(|a| Some(*a) != node_port),
             session: done.session,
             note: done.note,
+            pttl_ms: done.pttl_ms,
+        });
+    }
+
+    /// Registers an acknowledged write for the final reads.
+    fn acked(&self, kind: OpKind, invoke_ms: f64, session: Option<usize>, token: Option<String>) {
+        self.history.write(AckedWrite {
+            kind,
+            invoke_ms,
+            acked_ms: self.clock.now(),
+            node_port: self.sent_to.or(self.client.node_port()),
+            session,
+            token,
         });
     }
 
@@ -177,28 +205,26 @@ impl Worker {
             user_id: self.user.clone(),
             ..Default::default()
         };
+        let mark = self.client.mark().await;
         let id = match store.create(new).await {
             Ok((id, _)) => id,
             Err(e) => return Some(Done::err(&e)),
         };
-        let (outcome, note) = self.client.confirm_write(changes).await;
+        let (outcome, note) = self.client.confirm_write(changes, mark).await;
         if outcome != Outcome::Ok {
-            return Some(Done {
-                outcome,
-                session: None,
-                note,
-            });
+            return Some(Done::of(outcome, None, note));
         }
         let index = self.history.session(SessionRecord {
-            id: id.clone(),
+            id: Some(id.clone()),
             short,
             created_ms: invoke_ms,
             acked_ms: self.clock.now(),
-            node_port: self.client.node_port(),
+            node_port: self.sent_to.or(self.client.node_port()),
         });
         if short {
             let _ = self.short_tx.send(index);
         } else {
+            self.acked(OpKind::SessionCreate, invoke_ms, Some(index), None);
             self.own.push((index, id));
         }
         Some(Done::ok(Some(index), None))
@@ -225,7 +251,7 @@ impl Worker {
         })
     }
 
-    async fn update(&self, changes: u64) -> Option<Done> {
+    async fn update(&self, invoke_ms: f64, changes: u64) -> Option<Done> {
         let (index, id) = self.pick()?;
         let session = match self.client.sessions.get(id).await {
             Ok(Some(s)) => s,
@@ -236,14 +262,14 @@ impl Worker {
         updated
             .data
             .insert("authenticated".into(), serde_json::Value::Bool(true));
+        let mark = self.client.mark().await;
         Some(match self.client.sessions.update(id, &updated).await {
             Ok(()) => {
-                let (outcome, note) = self.client.confirm_write(changes).await;
-                Done {
-                    outcome,
-                    session: Some(index),
-                    note,
+                let (outcome, note) = self.client.confirm_write(changes, mark).await;
+                if outcome == Outcome::Ok {
+                    self.acked(OpKind::SessionUpdate, invoke_ms, Some(index), None);
                 }
+                Done::of(outcome, Some(index), note)
             }
             Err(cache::Error::NotFound(_)) => Done::ok(Some(index), Some("not found".into())),
             Err(e) => Done::err(&e),
@@ -252,54 +278,56 @@ impl Worker {
 
     async fn rate_limit(&self) -> Option<Done> {
         Some(match self.client.limiter.check(&self.ip, ENDPOINT).await {
-            // A degraded decision means Redis failed: the counter may or may not have moved.
-            Ok(d) if d.degraded.is_some() => Done {
-                outcome: Outcome::Indeterminate,
-                session: None,
-                note: Some("redis unavailable: failed open".into()),
-            },
-            Ok(d) if d.reset_after > RATE_WINDOW => {
-                Done::ok(None, Some("window-violation: reset after > window".into()))
+            // A degraded decision means Redis failed: the counter may or may not have moved —
+            // unless the command was never sent (no primary).
+            Ok(d) if d.degraded.is_some() => {
+                let never_sent = d
+                    .degraded
+                    .as_ref()
+                    .is_some_and(|g| g.kind() == cache::ErrorKind::NoPrimary);
+                let outcome = if never_sent {
+                    Outcome::Fail
+                } else {
+                    Outcome::Indeterminate
+                };
+                Done::of(outcome, None, Some("redis unavailable: failed open".into()))
             }
-            Ok(_) => Done::ok(None, None),
+            Ok(_) => Done {
+                pttl_ms: self.client.counter_pttl(&self.ip).await,
+                ..Done::ok(None, None)
+            },
             Err(e) => Done::err(&e),
         })
     }
 
-    async fn token_put(&mut self, changes: u64) -> Option<Done> {
+    async fn token_put(&mut self, invoke_ms: f64, changes: u64) -> Option<Done> {
         let token = format!("chaos-token-{}", random_hex(16));
         let claims = Client::claims(&self.user, TOKEN_TTL);
+        let mark = self.client.mark().await;
         Some(match self.client.tokens.put(&token, &claims).await {
             Ok(_) => {
-                let (outcome, note) = self.client.confirm_write(changes).await;
-                self.last_token = Some(token);
-                Done {
-                    outcome,
-                    session: None,
-                    note,
+                let (outcome, note) = self.client.confirm_write(changes, mark).await;
+                if outcome == Outcome::Ok {
+                    self.acked(OpKind::TokenPut, invoke_ms, None, Some(token.clone()));
                 }
+                self.last_token = Some(token);
+                Done::of(outcome, None, note)
             }
             Err(e) => Done::err(&e),
         })
     }
 
-    async fn token_revoke(&mut self, changes: u64) -> Option<Done> {
+    async fn token_revoke(&mut self, invoke_ms: f64, changes: u64) -> Option<Done> {
         let token = self.last_token.take()?;
         let exp = expiry_in(TOKEN_TTL);
+        let mark = self.client.mark().await;
         Some(match self.client.tokens.revoke(&token, Some(exp)).await {
             Ok(_) => {
-                let (outcome, note) = self.client.confirm_write(changes).await;
+                let (outcome, note) = self.client.confirm_write(changes, mark).await;
                 if outcome == Outcome::Ok {
-                    self.history.revoked(RevokedToken {
-                        token,
-                        revoked_ms: self.clock.now(),
-                    });
+                    self.acked(OpKind::TokenRevoke, invoke_ms, None, Some(token));
                 }
-                Done {
-                    outcome,
-                    session: None,
-                    note,
-                }
+                Done::of(outcome, None, note)
             }
             Err(e) => Done::err(&e),
         })

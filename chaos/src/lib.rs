@@ -9,7 +9,7 @@
 //! | client | [`client`] | the real `cache` stores over one `cache::Redis` handle per worker |
 //! | generator | [`generator`] | K workers creating, reading, updating sessions, checking rate limits, putting and revoking tokens; every call recorded in the [`history`] |
 //! | nemesis | [`nemesis`] | kill -9, stop, pause/resume, restart — at the times the experiment file says |
-//! | checker | [`checker`] | verdicts over the whole history: acked writes lost, write gap, failover time (from Sentinel's [`events`]), split brain, TTLs ([`ttl`]), persistence |
+//! | checker | [`checker`] | verdicts over the whole [`recorded`] history — live, or again later with `chaos check`: acked writes lost by kind, write gap, failovers (from Sentinel's [`events`]), split brain, TTLs ([`ttl`]), persistence and partition loss windows |
 //! | report | [`report`] | `results/chaos-<experiment>-<time>/report.json` + `report.md` |
 //!
 //! [`experiment`] parses the operator's TOML file; [`phases`] wires one experiment together
@@ -30,6 +30,7 @@ pub mod image;
 pub mod nemesis;
 pub mod observe;
 pub mod phases;
+pub mod recorded;
 pub mod repeat;
 pub mod report;
 pub mod run;

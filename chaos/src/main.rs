@@ -3,8 +3,8 @@
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | every expected invariant holds |
-//! | 1 | an invariant failed, or an experiment could not complete |
+//! | 0 | every expected check passes |
+//! | 1 | a check failed (or judged nothing though expected), or an experiment could not complete |
 //! | 2 | usage error: bad flag, bad experiment file (the message names the field) |
 //! | 3 | the environment is missing something: Docker engine, image, Redis binaries |
 //! | 130 | interrupted with Ctrl-C (after removing every node and directory of the run) |
@@ -73,6 +73,15 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Judge a recorded run again (its `history.json`) with the same checker as `chaos run`:
+    /// same verdict lines, same exit codes.
+    Check {
+        /// A results directory (`results/chaos-<experiment>-<time>/`) or a `history.json`.
+        history: PathBuf,
+        /// Judge with the `[expect]` table of this experiment file instead of the recorded one.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
     /// Manage the local Redis image.
     Image {
         #[command(subcommand)]
@@ -119,6 +128,7 @@ async fn dispatch(cli: Cli) -> u8 {
             Ok(list) => run_all(list, common).await,
             Err(msg) => usage(&msg),
         },
+        Command::Check { history, expect } => check(&history, expect.as_deref()),
         Command::Image {
             command: ImageCommand::Build { image, force },
         } => match chaos::image::build(&image, force).await {
@@ -131,6 +141,43 @@ async fn dispatch(cli: Cli) -> u8 {
                 3
             }
         },
+    }
+}
+
+/// `chaos check`: load, judge, print like `chaos run`.
+fn check(history: &Path, expect: Option<&Path>) -> u8 {
+    let mut recorded = match chaos::recorded::Recorded::load(history) {
+        Ok(r) => r,
+        Err(e) => return usage(&e.0),
+    };
+    if let Some(file) = expect {
+        match Experiment::load(file) {
+            Ok(e) => recorded.experiment.expect = e.expect,
+            Err(e) => return usage(&e.0),
+        }
+    }
+    let verdict = chaos::checker::judge(&recorded);
+    let name = &recorded.experiment.name;
+    println!(
+        "{}",
+        chaos::report::verdict_line(name, "recorded", &verdict)
+    );
+    print_failed_checks(&verdict);
+    u8::from(!verdict.pass)
+}
+
+/// The checks that make a run fail, one line each.
+fn print_failed_checks(verdict: &chaos::checker::Verdict) {
+    for c in verdict.checks.iter().filter(|c| c.fails_run()) {
+        let what = if c.status == chaos::checker::Status::Fail {
+            "FAILED"
+        } else {
+            "NOT CHECKED"
+        };
+        println!(
+            "  {what} {}: expected {}, checked {}, measured {}",
+            c.name, c.expected, c.checked, c.measured
+        );
     }
 }
 
@@ -267,14 +314,7 @@ impl Printer<'_> {
             Ok(outcome) => {
                 let line = outcome.report.summary_line();
                 println!("{line}\n  -> {}", outcome.dir.display());
-                for i in outcome.report.verdict.invariants.iter() {
-                    if i.holds == Some(false) {
-                        println!(
-                            "  VIOLATED {}: expected {}, measured {}",
-                            i.name, i.expected, i.measured
-                        );
-                    }
-                }
+                print_failed_checks(&outcome.report.verdict);
                 if !outcome.report.verdict.pass {
                     self.code = self.code.max(1);
                 }

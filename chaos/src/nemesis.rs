@@ -60,6 +60,8 @@ fn node_action(a: FaultAction) -> NodeAction {
         FaultAction::Pause => NodeAction::Pause,
         FaultAction::Resume => NodeAction::Resume,
         FaultAction::Restart => NodeAction::Restart,
+        FaultAction::Partition => NodeAction::Partition,
+        FaultAction::Heal => NodeAction::Heal,
     }
 }
 
@@ -129,7 +131,7 @@ pub async fn run(
         drop(fired);
         for &i in &targets {
             match p.action {
-                NodeAction::Kill | NodeAction::Stop | NodeAction::Pause => {
+                NodeAction::Kill | NodeAction::Stop | NodeAction::Pause | NodeAction::Partition => {
                     damaged.insert(
                         i,
                         Damage {
@@ -138,7 +140,7 @@ pub async fn run(
                         },
                     );
                 }
-                NodeAction::Restart | NodeAction::Resume => {
+                NodeAction::Restart | NodeAction::Resume | NodeAction::Heal => {
                     let was_primary = damaged.remove(&i).is_some_and(|d| d.was_primary);
                     if was_primary && db.spec.kind == TopologyKind::Sentinel {
                         watches.push(AbortOnDrop::spawn(watch_rejoin(
@@ -197,6 +199,7 @@ fn resolve(
             .filter(|(_, d)| match p.action {
                 NodeAction::Restart => matches!(d.action, NodeAction::Kill | NodeAction::Stop),
                 NodeAction::Resume => d.action == NodeAction::Pause,
+                NodeAction::Heal => d.action == NodeAction::Partition,
                 _ => true,
             })
             .map(|(i, _)| *i)

@@ -6,43 +6,43 @@
 //! unreachable. Everything here goes through a fresh `cache::Redis` handle, i.e. through the same
 //! failover-following path an application would use.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cache::{KeySchema, Redis, RedisUrl, TokenStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, RATE_WINDOW};
 use crate::db::Db;
 use crate::experiment::{TopologyKind, WorkloadSpec};
-use crate::history::{Clock, History};
+use crate::history::{AckedWrite, Clock, History, OpKind};
 
 /// What the final reads found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FinalState {
     /// When the system had settled (ms on the experiment clock), or `None` if it never did.
     pub settled_ms: Option<f64>,
-    /// Registry indices of acknowledged long sessions that are gone.
-    pub missing_sessions: Vec<usize>,
-    /// Acknowledged long sessions that were looked for.
-    pub checked_sessions: usize,
-    /// Revoked tokens whose lookup says `Valid` again.
-    pub revocations_lost: usize,
-    /// Revoked tokens whose tombstone is gone (lookup `Unknown`: the application asks the
-    /// authorization server, so not a security hole, but worth knowing).
-    pub revocations_forgotten: usize,
-    pub revocations_checked: usize,
+    /// Acknowledged writes (of every kind) that were read back.
+    pub writes_checked: usize,
+    /// Indices into the write registry of acknowledged writes the reads did not find: a session
+    /// gone, an update not visible, a token unknown, a revocation whose tombstone is gone.
+    pub lost_writes: Vec<usize>,
+    /// Revocations whose token validates again (also in `lost_writes`): the security hole.
+    pub revocations_valid_again: Vec<usize>,
     /// `authority:*` keys without a TTL.
     pub keys_without_ttl: usize,
     /// Rate-limit counters whose TTL exceeds their window.
     pub counters_beyond_window: usize,
+    /// Rate-limit counters seen by the scan.
+    pub counters_scanned: usize,
     pub keys_scanned: usize,
-    /// Why the final reads could not run, if they could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the final reads could not run (or finish), if they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// Waits (≤ 30 s) until the topology serves writes again through `url` (the workload's), then
-/// reads everything back.
+/// reads every acknowledged write back.
 pub async fn final_state(
     db: &Db,
     url: &RedisUrl,
@@ -59,54 +59,109 @@ pub async fn final_state(
         }
     };
     state.settled_ms = Some(clock.now());
-    let now = clock.now();
-    let ttl_ms = workload.session_ttl.as_secs_f64() * 1000.0;
-    let keys = KeySchema::default();
-    let mut conn = client.redis.clone();
-    for chunk in history
-        .sessions()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, s)| !s.short && s.created_ms + ttl_ms > now)
-        .collect::<Vec<_>>()
-        .chunks(200)
-    {
-        let mut pipe = redis::pipe();
-        for (_, s) in chunk {
-            pipe.cmd("EXISTS").arg(keys.session(s.id.expose()));
-        }
-        match pipe.query_async::<Vec<i64>>(&mut conn).await {
-            Ok(found) => {
-                state.checked_sessions += chunk.len();
-                for ((i, _), f) in chunk.iter().zip(found) {
-                    if f == 0 {
-                        state.missing_sessions.push(*i);
-                    }
-                }
-            }
-            Err(e) => {
-                state.error = Some(format!("reading sessions back: {e}"));
-                return state;
-            }
-        }
+    if let Err(e) = read_back(&client, history, &mut state).await {
+        state.error = Some(e);
+        return state;
     }
-    for t in history.revoked_tokens() {
-        match client.tokens.lookup(&t.token).await {
-            Ok(TokenStatus::Valid(_)) => state.revocations_lost += 1,
-            Ok(TokenStatus::Unknown) => state.revocations_forgotten += 1,
-            Ok(TokenStatus::Revoked) => {}
-            Err(e) => {
-                state.error = Some(format!("looking up revoked tokens: {e}"));
-                return state;
-            }
-        }
-        state.revocations_checked += 1;
-    }
-    let pattern = keys.pattern_all();
+    let pattern = KeySchema::default().pattern_all();
     if let Err(e) = scan_ttls(&client.redis, &pattern, &mut state).await {
         state.error = Some(format!("scanning {pattern} keys: {e}"));
     }
     state
+}
+
+/// What the final read saw of one session: present, and whether the workload's update shows.
+#[derive(Clone, Copy, Default)]
+struct SessionSeen {
+    present: bool,
+    authenticated: bool,
+}
+
+async fn read_back(
+    client: &Client,
+    history: &History,
+    state: &mut FinalState,
+) -> Result<(), String> {
+    let writes = history.writes();
+    let sessions = read_sessions(client, history, &writes).await?;
+    let mut tokens: HashMap<&str, TokenStatus> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        let kept = match (w.kind, w.session, w.token.as_deref()) {
+            (OpKind::SessionCreate, Some(s), _) => sessions.get(&s).is_some_and(|x| x.present),
+            (OpKind::SessionUpdate, Some(s), _) => {
+                sessions.get(&s).is_some_and(|x| x.authenticated)
+            }
+            (OpKind::TokenPut | OpKind::TokenRevoke, _, Some(token)) => {
+                if !tokens.contains_key(token) {
+                    let status = client
+                        .tokens
+                        .lookup(token)
+                        .await
+                        .map_err(|e| format!("looking up tokens: {e}"))?;
+                    tokens.insert(token, status);
+                }
+                let status = &tokens[token];
+                if w.kind == OpKind::TokenPut {
+                    !matches!(status, TokenStatus::Unknown)
+                } else {
+                    if matches!(status, TokenStatus::Valid(_)) {
+                        state.revocations_valid_again.push(i);
+                    }
+                    matches!(status, TokenStatus::Revoked)
+                }
+            }
+            _ => continue,
+        };
+        state.writes_checked += 1;
+        if !kept {
+            state.lost_writes.push(i);
+        }
+    }
+    Ok(())
+}
+
+/// `GET` of every session a write refers to, 200 per pipeline (raw reads: the store's own `get`
+/// would refresh the TTL).
+async fn read_sessions(
+    client: &Client,
+    history: &History,
+    writes: &[AckedWrite],
+) -> Result<HashMap<usize, SessionSeen>, String> {
+    let keys = KeySchema::default();
+    let mut wanted: Vec<usize> = writes.iter().filter_map(|w| w.session).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut seen = HashMap::new();
+    let mut conn = client.redis.clone();
+    for chunk in wanted.chunks(200) {
+        let mut pipe = redis::pipe();
+        let mut asked = Vec::new();
+        for &i in chunk {
+            if let Some(id) = history.session_at(i).and_then(|s| s.id) {
+                pipe.cmd("GET").arg(keys.session(id.expose()));
+                asked.push(i);
+            }
+        }
+        let values: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("reading sessions back: {e}"))?;
+        for (i, v) in asked.into_iter().zip(values) {
+            let authenticated = v
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                .is_some_and(|json| json["data"]["authenticated"] == serde_json::Value::Bool(true));
+            let present = v.is_some();
+            seen.insert(
+                i,
+                SessionSeen {
+                    present,
+                    authenticated,
+                },
+            );
+        }
+    }
+    Ok(seen)
 }
 
 async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Client, String> {
@@ -160,8 +215,11 @@ async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redi
                 if ttl == -1 {
                     state.keys_without_ttl += 1;
                 }
-                if k.contains(":ratelimit:") && ttl > window_ms {
-                    state.counters_beyond_window += 1;
+                if k.contains(":ratelimit:") {
+                    state.counters_scanned += 1;
+                    if ttl > window_ms || ttl == -1 {
+                        state.counters_beyond_window += 1;
+                    }
                 }
             }
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use cache::RedisUrl;
 use futures_util::future::try_join_all;
 
-use crate::checker::{Evidence, judge};
+use crate::checker::judge;
 use crate::client::Client;
 use crate::db::{BackendKind, Db, NodeInfo};
 use crate::events::SentinelWatch;
@@ -30,6 +30,7 @@ use crate::guard::{AbortOnDrop, Pending};
 use crate::history::{Clock, History};
 use crate::nemesis::{self, Rejoins};
 use crate::observe::final_state;
+use crate::recorded::{HISTORY_SCHEMA_VERSION, Recorded};
 use crate::report::{Report, SCHEMA_VERSION, Timing, results_dir};
 use crate::run::{Outcome, RunError, RunOptions};
 use crate::ttl::TtlProber;
@@ -60,6 +61,8 @@ pub struct Finishing {
     watch: SentinelWatch,
     prober: TtlProber,
     nemesis: AbortOnDrop<Rejoins>,
+    /// When the workload stopped, on the experiment clock.
+    end_ms: f64,
 }
 
 /// Tears the topology down politely if nobody else holds it, else leaves it to the last drop.
@@ -146,7 +149,9 @@ impl Prepared {
         tokio::time::sleep_until(clock.instant_at(exp.duration.as_secs_f64() * 1000.0).into())
             .await;
         generator.stop().await;
+        let end_ms = clock.now();
         Ok(Finishing {
+            end_ms,
             workload: active_since.elapsed(),
             exp,
             opts: opts.clone(),
@@ -181,6 +186,7 @@ impl Finishing {
             watch,
             prober,
             mut nemesis,
+            end_ms,
         } = self;
         let finish_started = Instant::now();
         // The last fault must have fired before anything is read back.
@@ -200,20 +206,20 @@ impl Finishing {
         // Stopped last, so Sentinel's late events (+convert-to-slave) are in the timeline.
         drop(watch);
 
-        let ops = history.ops();
-        let sessions = history.sessions();
-        let faults = history.faults();
-        let sentinel_events = history.sentinel_events();
-        let verdict = judge(&Evidence {
-            experiment: &exp,
-            ops: &ops,
-            sessions: &sessions,
-            faults: &faults,
-            sentinel_events: &sentinel_events,
-            probes: &probes,
-            final_state: &final_state,
+        let recorded = Recorded {
+            schema_version: HISTORY_SCHEMA_VERSION,
+            experiment: exp,
             initial_primary_port: db.nodes[0].port,
-        });
+            end_ms,
+            ops: history.ops(),
+            sessions: history.sessions(),
+            writes: history.writes(),
+            faults: history.faults(),
+            sentinel_events: history.sentinel_events(),
+            probes,
+            final_state,
+        };
+        let verdict = judge(&recorded);
         let fmt = time::format_description::well_known::Rfc3339;
         let report = Report {
             schema_version: SCHEMA_VERSION,
@@ -228,17 +234,17 @@ impl Finishing {
             },
             url: url.to_string(),
             nodes: db.nodes.clone(),
-            faults,
-            sentinel_events,
-            final_state,
+            faults: recorded.faults.clone(),
+            sentinel_events: recorded.sentinel_events.clone(),
+            final_state: recorded.final_state.clone(),
             verdict,
-            total_ops: ops.len(),
-            experiment: exp,
+            total_ops: recorded.ops.len(),
+            experiment: recorded.experiment.clone(),
         };
         teardown(db).await;
         let dir = results_dir(&opts.results_root, &report.experiment.name, started);
         report
-            .write(&dir, &ops)
+            .write(&dir, &recorded)
             .map_err(|e| RunError::Failed(format!("writing {}: {e}", dir.display())))?;
         Ok(Outcome { report, dir })
     }

@@ -42,7 +42,7 @@ pub struct Repetition {
     pub acked_writes: Option<usize>,
     pub split_brain_writes: Option<usize>,
     pub wall_time_s: Option<f64>,
-    /// Names of the invariants that failed.
+    /// Names of the checks that failed the run.
     pub violated: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -65,10 +65,10 @@ impl Repetition {
                     split_brain_writes: Some(m.split_brain_writes),
                     wall_time_s: Some(o.report.wall_time_s),
                     violated: v
-                        .invariants
+                        .checks
                         .iter()
-                        .filter(|i| i.holds == Some(false))
-                        .map(|i| i.name.to_string())
+                        .filter(|c| c.fails_run())
+                        .map(|c| c.name.to_string())
                         .collect(),
                     error: None,
                 }

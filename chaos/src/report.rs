@@ -1,7 +1,7 @@
 //! report: `results/chaos-<experiment>-<UTC time>/` with `report.json` (data, versioned),
-//! `history.json` (every recorded operation, for re-checking) and `report.md` (the same facts for
-//! a person: verdicts, numbers, and a timeline of fault, Sentinel events, first ok write,
-//! restart and rejoin).
+//! `history.json` (the whole [`Recorded`] history, for `chaos check`) and `report.md` (the same
+//! facts for a person: checks, numbers, lost writes by kind, and a timeline of faults, Sentinel
+//! events, both primaries' write windows, first ok write, restart and rejoin).
 //!
 //! No secret reaches these files: the URL is printed through `cache::RedisUrl`'s redacting
 //! `Display`, sessions are referred to by index, tokens not at all.
@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checker::Verdict;
+use crate::checker::{Status, Verdict};
 use crate::db::{BackendKind, NodeInfo};
 use crate::events::is_notable;
 use crate::experiment::Experiment;
-use crate::history::{FaultEvent, Op, SentinelEvent};
+use crate::history::{FaultEvent, SentinelEvent};
 use crate::observe::FinalState;
+use crate::recorded::Recorded;
 
 /// Bumped on any incompatible change of `report.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -73,32 +74,29 @@ pub fn results_dir(root: &Path, name: &str, started: time::OffsetDateTime) -> Pa
 
 impl Report {
     /// Writes the three files into `dir` (created).
-    pub fn write(&self, dir: &Path, ops: &[Op]) -> std::io::Result<()> {
+    pub fn write(&self, dir: &Path, recorded: &Recorded) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("report.json"), json)?;
-        let history = serde_json::to_string(ops).map_err(std::io::Error::other)?;
+        let history = recorded.to_json().map_err(std::io::Error::other)?;
         std::fs::write(dir.join("history.json"), history)?;
         std::fs::write(dir.join("report.md"), self.markdown())
     }
 
     /// One line for the terminal.
     pub fn summary_line(&self) -> String {
-        let m = &self.verdict.measures;
-        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} ms", v));
         format!(
-            "{} [{}] {}: failover {}, write gap {}, acked writes lost {}/{}, wall {:.1} s",
-            self.experiment.name,
-            backend_name(self.backend),
-            if self.verdict.pass { "PASS" } else { "FAIL" },
-            ms(m.failover_time_ms),
-            ms(m.write_gap_ms),
-            m.acked_writes_lost,
-            m.acked_writes,
+            "{}, wall {:.1} s",
+            verdict_line(
+                &self.experiment.name,
+                backend_name(self.backend),
+                &self.verdict
+            ),
             self.wall_time_s
         )
     }
 
+    /// `report.md`: the checks, the operations and the timeline.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let e = &self.experiment;
@@ -132,19 +130,27 @@ impl Report {
             self.total_ops
         );
         s.push_str(
-            "## Invariants\n\n| invariant | expected | measured | verdict |\n|---|---|---|---|\n",
+            "## Checks\n\n| check | expected | checked | measured | status |\n|---|---|---|---|---|\n",
         );
-        for i in &self.verdict.invariants {
-            let verdict = match i.holds {
-                Some(true) => "holds",
-                Some(false) => "**VIOLATED**",
-                None => "—",
+        for c in &self.verdict.checks {
+            let status = match (c.status, c.required) {
+                (Status::Pass, _) => "pass",
+                (Status::Fail, _) => "**FAIL**",
+                (Status::NotChecked, true) => "**not_checked** (expected: fails the run)",
+                (Status::NotChecked, false) => "not_checked",
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | `{}` | {} |",
-                i.name, i.expected, i.measured, verdict
+                "| {} | {} | {} | `{}` | {} |",
+                c.name, c.expected, c.checked, c.measured, status
             );
+        }
+        let m = &self.verdict.measures;
+        if !m.lost_by_kind.is_empty() {
+            s.push_str("\n## Acknowledged writes lost, by kind\n\n| kind | lost |\n|---|---|\n");
+            for (kind, n) in &m.lost_by_kind {
+                let _ = writeln!(s, "| {kind} | {n} |");
+            }
         }
         s.push_str("\n## Operations\n\n| op | ok | fail | indeterminate | errors from | errors until |\n|---|---|---|---|---|---|\n");
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0} ms", v));
@@ -182,6 +188,26 @@ impl Report {
             t.push((e.at_ms, format!("{}: {} {}", e.sentinel, e.event, e.detail)));
         }
         let m = &self.verdict.measures;
+        for sw in &m.failovers {
+            t.push((
+                sw.at_ms,
+                format!(
+                    "checker: primary is now port {} (was {})",
+                    sw.new_port, sw.old_port
+                ),
+            ));
+        }
+        if let Some(w) = m.split_brain_window_ms
+            && let Some(at) = m.switch_master_ms
+        {
+            t.push((
+                at + w,
+                format!(
+                    "checker: last of {} writes acked by a replaced primary (split brain for {w:.0} ms)",
+                    m.split_brain_writes
+                ),
+            ));
+        }
         if let Some(at) = m.first_ok_write_after_fault_ms {
             t.push((at, "client: first ok write after the fault".into()));
         }
@@ -224,4 +250,33 @@ pub fn backend_name(b: BackendKind) -> &'static str {
         BackendKind::Process => "process",
         BackendKind::Docker => "docker",
     }
+}
+
+/// `<name> [<backend>] PASS|FAIL: failover …, write gap …, acked writes lost n/N …`: the line
+/// `chaos run` and `chaos check` print.
+pub fn verdict_line(name: &str, backend: &str, v: &Verdict) -> String {
+    let m = &v.measures;
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} ms"));
+    let gap = match (m.write_gap_ms, m.writes_resumed) {
+        (Some(g), false) => format!("{g:.0} ms (writes never resumed)"),
+        (g, _) => ms(g),
+    };
+    let mut line = format!(
+        "{name} [{backend}] {}: failover {}, write gap {gap}, acked writes lost {}/{}",
+        if v.pass { "PASS" } else { "FAIL" },
+        ms(m.failover_time_ms),
+        m.acked_writes_lost,
+        m.acked_writes,
+    );
+    if m.failovers.len() > 1 {
+        line.push_str(&format!(", {} failovers", m.failovers.len()));
+    }
+    if m.split_brain_writes > 0 {
+        line.push_str(&format!(
+            ", split brain {} writes over {}",
+            m.split_brain_writes,
+            ms(m.split_brain_window_ms)
+        ));
+    }
+    line
 }

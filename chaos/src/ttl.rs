@@ -6,8 +6,11 @@
 //! looks at each short session exactly twice, at those two moments, with `EXISTS`/`PTTL` through
 //! its own handle — never `SessionStore::get`, whose read would itself refresh the expiry.
 //!
-//! If Redis is unavailable when a probe is due, the probe retries every 100 ms and records when it
-//! finally ran: a late "absent" is still a pass, a late "present" is still a resurrection.
+//! Both looks are timed from the *acknowledgement* of the create: Redis started the TTL somewhere
+//! between invoke and ack, so ack + T is the latest the session may live, and a slow create must
+//! not turn into a false "resurrection". If Redis is unavailable when a probe is due, the probe
+//! retries every 100 ms and records when it finally ran; if it never got an answer (30 s) it
+//! records `present: null` — unknown, which the checker does not count either way.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -15,14 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::{KeySchema, Redis};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use crate::history::{Clock, History};
 
 /// Which of the two looks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// At T/2: must exist, remaining TTL ≤ T − age + tolerance.
@@ -32,13 +35,14 @@ pub enum Probe {
 }
 
 /// One look at one short session.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub session: usize,
     pub probe: Probe,
     pub due_ms: f64,
     pub at_ms: f64,
-    pub present: bool,
+    /// `None`: Redis never answered this probe (unknown, not "absent").
+    pub present: Option<bool>,
     /// `PTTL` in ms when present.
     pub pttl_ms: Option<i64>,
 }
@@ -85,16 +89,16 @@ impl TtlProber {
                         Some(i) => {
                             if let Some(s) = history.session_at(i) {
                                 let at = |ms: f64| (ms * 1000.0) as u64;
-                                due.push(Reverse((at(s.created_ms + ttl_ms / 2.0), i, Probe::Midlife)));
-                                due.push(Reverse((at(s.created_ms + ttl_ms + tol_ms), i, Probe::AfterExpiry)));
+                                due.push(Reverse((at(s.acked_ms + ttl_ms / 2.0), i, Probe::Midlife)));
+                                due.push(Reverse((at(s.acked_ms + ttl_ms + tol_ms), i, Probe::AfterExpiry)));
                             }
                         }
                         None => open = false,
                     },
                     _ = wake => {
                         let Some(Reverse((t, i, probe))) = due.pop() else { continue };
-                        let Some(s) = history.session_at(i) else { continue };
-                        let (present, pttl_ms) = look(&redis, &keys.session(s.id.expose())).await;
+                        let Some(id) = history.session_at(i).and_then(|s| s.id) else { continue };
+                        let (present, pttl_ms) = look(&redis, &keys.session(id.expose())).await;
                         results.push(ProbeResult {
                             session: i,
                             probe,
@@ -120,19 +124,19 @@ impl TtlProber {
     }
 }
 
-/// `PTTL` until it answers: (present, remaining ms).
-async fn look(redis: &Redis, key: &str) -> (bool, Option<i64>) {
+/// `PTTL` until it answers: (present, remaining ms); `None` if it never did.
+async fn look(redis: &Redis, key: &str) -> (Option<bool>, Option<i64>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut conn = redis.clone();
         let r: redis::RedisResult<i64> = redis::cmd("PTTL").arg(key).query_async(&mut conn).await;
         match r {
-            Ok(-2) => return (false, None),
-            Ok(ms) => return (true, Some(ms)),
+            Ok(-2) => return (Some(false), None),
+            Ok(ms) => return (Some(true), Some(ms)),
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
-            Err(_) => return (false, None),
+            Err(_) => return (None, None),
         }
     }
 }

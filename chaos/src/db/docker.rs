@@ -369,6 +369,11 @@ impl DockerNodes {
             NodeAction::Pause => c.pause().await.map_err(|e| failed(e.to_string())),
             NodeAction::Resume => c.unpause().await.map_err(|e| failed(e.to_string())),
             NodeAction::Restart => c.start().await.map_err(|e| failed(e.to_string())),
+            NodeAction::Partition | NodeAction::Heal => Err(DbError::Failed(
+                "network partitions need the bridge-network topology, which is not built yet \
+                 (host networking shares one network namespace)"
+                    .into(),
+            )),
         }
     }
 

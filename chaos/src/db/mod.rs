@@ -77,6 +77,10 @@ pub enum NodeAction {
     Pause,
     Resume,
     Restart,
+    /// Cut the node off (see [`crate::experiment::FaultAction::Partition`]).
+    Partition,
+    /// Undo a partition.
+    Heal,
 }
 
 /// Which backend runs the nodes.

@@ -41,6 +41,8 @@ impl Node {
                     NodeAction::Pause => $n.pause(),
                     NodeAction::Resume => $n.resume(),
                     NodeAction::Restart => $n.restart(),
+                    // Refused by `ProcessNodes::apply` before it gets here.
+                    NodeAction::Partition | NodeAction::Heal => Ok(()),
                 }
             };
         }
@@ -138,6 +140,13 @@ impl ProcessNodes {
     }
 
     pub async fn apply(&self, index: usize, action: NodeAction) -> Result<(), DbError> {
+        if matches!(action, NodeAction::Partition | NodeAction::Heal) {
+            return Err(DbError::Failed(
+                "network partitions are not supported on the process backend (every node shares \
+                 the host's loopback); use --backend docker"
+                    .into(),
+            ));
+        }
         let node = self.nodes[index].clone();
         blocking(&self.pending, move || {
             node.lock().unwrap_or_else(|p| p.into_inner()).act(action)
