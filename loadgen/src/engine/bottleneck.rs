@@ -14,13 +14,16 @@
 //! 2. **server** — Redis's main thread was busy ≥ 90 % of the time.
 //! 3. **generator** — Redis runs on this machine and loadgen + Redis used ≥ 90 % of its cores: the
 //!    machine they share, not Redis, was the limit.
-//! 4. **server** — while loadgen had headroom (< 70 % of its cores), Redis answered the idle probe
+//! 4. **unknown** — the machine was busy (≥ 90 % of all its cores) and other processes took ≥ 20 %
+//!    of it: they starve loadgen and a local Redis alike, so neither a slow answer nor a low rate
+//!    can be blamed on Redis. Rerun on a quiet machine.
+//! 5. **server** — while loadgen had headroom (< 70 % of its cores), Redis answered the idle probe
 //!    slowly (median ≥ 1 ms and ≥ 5× its idle median): the server side stalled — a CPU quota, a
 //!    starved host or the network — even if its CPU figures looked idle.
-//! 5. **server** — open model: less than 90 % of the offered rate was achieved while loadgen had
+//! 6. **server** — open model: less than 90 % of the offered rate was achieved while loadgen had
 //!    headroom: requests queued beyond loadgen.
-//! 6. **unknown** — neither Redis's CPU nor the probe could be read.
-//! 7. **none** — nothing was saturated: the offered load (users, rate) was the limit.
+//! 7. **unknown** — neither Redis's CPU nor the probe could be read.
+//! 8. **none** — nothing was saturated: the offered load (users, rate) was the limit.
 
 use crate::report::fmt;
 use crate::report::summary::{Bottleneck, GeneratorUse, Limit, ProbeUse, ServerUse, ThreadUse};
@@ -37,6 +40,9 @@ pub(crate) const THROTTLED: f64 = 0.20;
 pub(crate) const STALL_MIN_US: u64 = 1_000;
 /// ... and this multiple of its idle median to count as a stall.
 pub(crate) const STALL_FACTOR: u64 = 5;
+/// Share of the machine that other processes must take, on a saturated machine, to make the
+/// verdict `unknown`.
+pub(crate) const OTHERS: f64 = 0.20;
 /// Open model: achieved below this share of the offered rate counts as not keeping up.
 pub(crate) const DELIVERED: f64 = 0.90;
 
@@ -82,6 +88,13 @@ pub(crate) fn attribute(e: &Evidence) -> Bottleneck {
         }
         _ => None,
     };
+    // What the machine's other processes took: all busy cores minus loadgen's (and a local
+    // Redis's) own share.
+    let host_cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let own_share = machine_utilisation.unwrap_or(g.cpu_seconds / (wall * host_cores));
+    let crowded = g
+        .host_busy
+        .filter(|h| *h >= SATURATED && *h - own_share >= OTHERS);
     let stall = e.probe.as_ref().filter(|p| {
         p.p50_us >= STALL_MIN_US
             && p.idle_p50_us
@@ -139,6 +152,15 @@ pub(crate) fn attribute(e: &Evidence) -> Bottleneck {
                 "loadgen and Redis share this machine's {cores:.0} cores and used {} of them (≥ {}): the machine, not Redis, was the limit — run loadgen on other hosts",
                 pct(m),
                 pct(SATURATED)
+            ),
+        )
+    } else if let Some(h) = crowded {
+        (
+            Limit::Unknown,
+            format!(
+                "this machine's cores were {} busy and other processes took {} of them: they starve loadgen and a local Redis alike, so slow answers say nothing about Redis — rerun on a quiet machine",
+                pct(h),
+                pct(h - own_share)
             ),
         )
     } else if let Some(p) = stall.filter(|_| gen_util < HEADROOM) {
@@ -204,6 +226,7 @@ pub(crate) fn attribute(e: &Evidence) -> Bottleneck {
         schedule_lag_p99_us: e.lag_p99_us,
         same_host: e.same_host.is_some(),
         machine_utilisation: machine_utilisation.map(round3),
+        host_utilisation: g.host_busy.map(round3),
     }
 }
 
@@ -223,6 +246,7 @@ mod tests {
                 cores: 2.0,
                 busiest_thread: Some(("tokio-runtime-w".into(), thread)),
                 throttled: None,
+                host_busy: None,
             },
             redis: Some(RedisCpu {
                 main_thread_seconds: 3.0,
@@ -289,6 +313,17 @@ mod tests {
         e.redis = None;
         e.probe = None;
         assert_eq!(attribute(&e).verdict, Limit::Unknown);
+        let mut e = evidence(0.3, 0.3);
+        e.probe = Some(ProbeUse {
+            idle_p50_us: Some(60),
+            p50_us: 20_000,
+            p99_us: 80_000,
+            samples: 100,
+        });
+        e.generator.host_busy = Some(0.97);
+        let crowded = attribute(&e);
+        assert_eq!(crowded.verdict, Limit::Unknown, "others took the machine");
+        assert!(crowded.rule.contains("other processes"), "{}", crowded.rule);
         let mut e = evidence(0.3, 0.3);
         e.generator.throttled = Some(0.6);
         assert_eq!(

@@ -9,6 +9,9 @@
 //!   v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`) as a fraction — 0.3 when a container or a CI
 //!   job is given 30 % of one core, which `available_parallelism` would round up to 1.
 //! - Whether the quota bit: the cgroup's `nr_throttled` / `nr_periods` (`cpu.stat`).
+//! - The whole machine (Linux `/proc/stat`): how busy all its cores were, whoever used them. On a
+//!   shared laptop or CI runner other processes can starve loadgen and a local Redis alike, and a
+//!   slow answer then says nothing about Redis.
 //!
 //! Where a source does not exist (not Linux, no cgroup CPU controller), its figure is `None` and
 //! the attribution says what it could not see.
@@ -25,6 +28,8 @@ pub(crate) struct CpuReading {
     /// Per thread: `tid → (name, cpu seconds)`.
     threads: BTreeMap<u32, (String, f64)>,
     throttling: Option<Throttling>,
+    /// Machine-wide `(busy, total)` CPU ticks since boot.
+    host: Option<(f64, f64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +49,8 @@ pub(crate) struct CpuUse {
     pub(crate) busiest_thread: Option<(String, f64)>,
     /// Share of CFS periods in which the cgroup was throttled, if a quota applies.
     pub(crate) throttled: Option<f64>,
+    /// Share of all the machine's cores that were busy (any process), 0–1.
+    pub(crate) host_busy: Option<f64>,
 }
 
 impl CpuUse {
@@ -60,6 +67,9 @@ pub(crate) fn read() -> CpuReading {
         process: process_seconds(),
         threads: threads(),
         throttling: cgroup_file("cpu.stat").and_then(|t| throttling(&t)),
+        host: std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| host_ticks(&t)),
     }
 }
 
@@ -81,12 +91,17 @@ impl CpuReading {
             }
             _ => None,
         };
+        let host_busy = match (self.host, later.host) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some(((b1 - b0) / (t1 - t0)).max(0.0)),
+            _ => None,
+        };
         CpuUse {
             wall_seconds: wall,
             cpu_seconds: (later.process - self.process).max(0.0),
             cores: cores(),
             busiest_thread,
             throttled,
+            host_busy,
         }
     }
 }
@@ -184,6 +199,23 @@ fn cgroup_file(name: &str) -> Option<String> {
     None
 }
 
+/// `(busy, total)` ticks of all cores from `/proc/stat`'s first line: `cpu user nice system idle
+/// iowait irq softirq steal ...`; idle and iowait are not busy, steal is (another guest had it).
+fn host_ticks(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    if f.len() < 5 {
+        return None;
+    }
+    let total: f64 = f.iter().sum();
+    Some((total - f[3] - f[4], total))
+}
+
 fn throttling(stat: &str) -> Option<Throttling> {
     let field = |k: &str| -> Option<u64> {
         stat.lines()
@@ -209,6 +241,8 @@ mod tests {
         let odd = "7 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 1 2 0";
         assert_eq!(parse_stat(odd), Some(("a (b) c".to_string(), 3.0)));
         assert_eq!(parse_stat("garbage"), None);
+        let host = host_ticks("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n");
+        assert_eq!(host, Some((150.0, 1000.0)));
     }
 
     #[test]
@@ -231,6 +265,7 @@ mod tests {
         assert!(mine() - own_before >= 0.1, "the thread's own CPU is read");
         assert!(used.cpu_seconds >= 0.1, "the process includes it: {used:?}");
         assert!(used.cores > 0.0);
+        assert!(used.host_busy.is_some_and(|b| b > 0.0), "{used:?}");
         let t = throttling("nr_periods 10\nnr_throttled 4\nthrottled_time 5\n").unwrap();
         assert_eq!((t.periods, t.throttled), (10, 4));
     }

@@ -370,6 +370,12 @@ pub(crate) fn bottleneck_md(b: &Bottleneck) -> String {
             pct(m),
         ]);
     }
+    if let Some(h) = b.host_utilisation {
+        t.row([
+            "this machine's cores used by every process".to_string(),
+            pct(h),
+        ]);
+    }
     format!(
         "## Bottleneck: {}\n\n{}\n\n{}\n",
         b.verdict.as_str(),

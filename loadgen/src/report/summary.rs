@@ -242,6 +242,10 @@ pub struct Bottleneck {
     pub same_host: bool,
     /// With `same_host`: loadgen + Redis CPU as a share of the machine's cores.
     pub machine_utilisation: Option<f64>,
+    /// All processes' CPU as a share of this machine's cores (Linux `/proc/stat`): what others
+    /// took shows as the gap between this and loadgen's (+ Redis's) own share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_utilisation: Option<f64>,
 }
 
 /// The component that was the limit.
