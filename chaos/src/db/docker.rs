@@ -469,14 +469,13 @@ impl DockerNodes {
         let docker = docker.await?;
         let id = self.containers[index].id();
         let (_, pid) = network::inspect(&docker, id, net).await?;
-        let mut peers = Vec::new();
-        for (i, c) in self.containers.iter().enumerate() {
-            if i != index
-                && let Ok((ip, _)) = network::inspect(&docker, c.id(), net).await
-            {
-                peers.push(ip);
-            }
-        }
+        let others = self
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index);
+        let inspected = join_all(others.map(|(_, c)| network::inspect(&docker, c.id(), net))).await;
+        let peers: Vec<String> = inspected.into_iter().flatten().map(|(ip, _)| ip).collect();
         network::cut(pid, &peers).await
     }
 
