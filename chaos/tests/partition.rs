@@ -2,7 +2,8 @@
 //! sentinels and replicas (iptables in its network namespace, on the run's bridge network) while
 //! the client still reaches it. The run must fail over, must *show* the loss the isolated primary
 //! causes (acknowledged writes that no replica saw), bound it in time, and leave neither container
-//! nor network behind.
+//! nor network behind. `partition-sentinel-minority` (one sentinel cut off everything) runs in
+//! the same plan: no quorum, so no failover and nothing lost.
 
 mod support;
 
@@ -29,37 +30,48 @@ fn have_partition_tools() -> bool {
     missing.is_empty()
 }
 
-async fn run_once(name: &str, image: &str) -> Report {
+/// Runs `names` as one plan (each topology starts while the previous one finishes), in order.
+async fn run_plan_of(names: &[&str], image: &str) -> Vec<Report> {
     let results = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         backend: BackendKind::Docker,
         image: image.to_string(),
         results_root: results.path().to_path_buf(),
     };
-    let mut report = Err("no result".to_string());
+    let mut reports: Vec<Result<Report, String>> =
+        names.iter().map(|_| Err("no result".into())).collect();
     let mut interrupt = Interrupt::ctrl_c().unwrap();
-    run_plan(vec![scenario(name)], opts, &mut interrupt, |event| {
-        if let Event::Finished { result, .. } = event {
-            report = (*result).map(|o| o.report).map_err(|e| e.to_string());
+    let plan = names.iter().map(|n| scenario(n)).collect();
+    run_plan(plan, opts, &mut interrupt, |event| {
+        if let Event::Finished { index, result } = event {
+            reports[index] = (*result).map(|o| o.report).map_err(|e| e.to_string());
         }
     })
     .await
     .unwrap();
-    let report = report.unwrap_or_else(|e| panic!("{name}: {e}"));
-    println!("{}", report.summary_line());
-    report
+    names
+        .iter()
+        .zip(reports)
+        .map(|(name, r)| {
+            let r = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+            println!("{}", r.summary_line());
+            r
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitioned_primary_loses_the_writes_it_acknowledged() {
+async fn a_partitioned_primary_loses_acked_writes_a_lone_sentinel_changes_nothing() {
     let Some(image) = docker_ready().await else {
         return;
     };
     if !have_partition_tools() {
         return;
     }
-    let r = run_once("partition-primary", &image).await;
-    assert_pass(&r);
+    let names = ["partition-primary", "partition-sentinel-minority"];
+    let reports = run_plan_of(&names, &image).await;
+    let r = &reports[0];
+    assert_pass(r);
     let m = &r.verdict.measures;
     let failover = m.failover_time_ms.expect("no +switch-master");
     assert!(
@@ -67,17 +79,34 @@ async fn a_partitioned_primary_loses_the_writes_it_acknowledged() {
         "failover {failover} ms"
     );
     // The split brain showed: writes acknowledged by the isolated primary were lost...
-    let lost = invariant(&r, "acked_writes_lost");
+    let lost = invariant(r, "acked_writes_lost");
     assert_eq!(lost.status, Status::Pass, "{lost:?}");
     assert!(m.acked_writes_lost > 0, "{m:?}");
     assert!(lost.checked > 100, "the workload barely ran: {lost:?}");
     // ...all of them within the bound after the fault, and the old primary came back a replica.
-    let bounded = invariant(&r, "loss_within_lag_after_fault");
+    let bounded = invariant(r, "loss_within_lag_after_fault");
     assert_eq!(bounded.status, Status::Pass, "{bounded:?}");
     assert_eq!(
-        invariant(&r, "old_primary_rejoins_as_replica").status,
+        invariant(r, "old_primary_rejoins_as_replica").status,
         Status::Pass
     );
+
+    // One sentinel cut off: it alone sees the primary down, so nothing happens.
+    let r = &reports[1];
+    assert_pass(r);
+    let m = &r.verdict.measures;
+    assert!(
+        m.switch_master_ms.is_none(),
+        "a lone sentinel failed over: {m:?}"
+    );
+    assert_eq!(m.acked_writes_lost, 0);
+    let cut_off = r.markdown().contains("+sdown master");
+    assert!(
+        cut_off,
+        "the partitioned sentinel never lost the primary:\n{}",
+        r.markdown()
+    );
+
     let containers = containers_labelled("authority-chaos.run").await;
     let networks = networks_labelled("authority-chaos.run").await;
     assert!(
