@@ -29,6 +29,7 @@ pub mod history;
 pub mod image;
 pub mod nemesis;
 pub mod observe;
+pub mod outcome;
 pub mod phases;
 pub mod recorded;
 pub mod repeat;

@@ -30,9 +30,9 @@ use crate::guard::{AbortOnDrop, Pending};
 use crate::history::{Clock, History};
 use crate::nemesis::{self, Rejoins};
 use crate::observe::final_state;
+use crate::outcome::{Outcome, RunError, RunOptions};
 use crate::recorded::{HISTORY_SCHEMA_VERSION, Recorded};
 use crate::report::{Report, SCHEMA_VERSION, Timing, results_dir};
-use crate::run::{Outcome, RunError, RunOptions};
 use crate::ttl::TtlProber;
 
 /// A formed topology, waiting for its workload.

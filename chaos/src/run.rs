@@ -15,58 +15,20 @@
 //!   [`crate::guard`]), and only then force-removes every container labelled with one of the
 //!   list's run ids.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::db::{BackendKind, DbError, NodeInfo, docker, random_hex};
+use crate::db::{BackendKind, NodeInfo, docker, random_hex};
 use crate::experiment::Experiment;
-use crate::guard::{self, AbortOnDrop, Interrupt, Pending, signal_name};
+use crate::guard::{self, AbortOnDrop, Interrupt, Pending};
+pub use crate::outcome::{Outcome, RunError, RunOptions};
 use crate::phases::Prepared;
-use crate::report::Report;
 
 /// How long, after a signal, the runner waits for node operations in flight (a container being
 /// created) before it sweeps anyway and says what may be left.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
-
-/// How to run, decided at the edge (CLI or test).
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub backend: BackendKind,
-    pub image: String,
-    /// Where `chaos-<name>-<time>/` directories go.
-    pub results_root: PathBuf,
-}
-
-/// Why an experiment produced no verdict.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Docker, the image or a Redis binary is missing (exit 3).
-    #[error("environment: {0}")]
-    Environment(String),
-    #[error("{0}")]
-    Failed(String),
-    /// SIGINT or SIGTERM (exit 128 + signal).
-    #[error("interrupted by {}; {detail}", signal_name(*signal))]
-    Interrupted { signal: i32, detail: String },
-}
-
-impl From<DbError> for RunError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Environment(m) => RunError::Environment(m),
-            DbError::Failed(m) => RunError::Failed(m),
-        }
-    }
-}
-
-/// The report and where it was written.
-pub struct Outcome {
-    pub report: Report,
-    pub dir: PathBuf,
-}
 
 /// What the runner tells its caller, in order; `index` is the position in the list.
 pub enum Event {

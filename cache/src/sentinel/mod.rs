@@ -60,8 +60,8 @@ use redis::{
     Value,
 };
 
-use crate::connection::{ConnectOptions, client_for, node_info};
 use crate::error::{Error, Result, no_primary_error};
+use crate::node::{ConnectOptions, client_for, node_info};
 use crate::url::{Node, RedisUrl, Topology};
 use agreement::{Lookup, QueryConnections};
 

@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use redis::Value;
 
 use super::SentinelPrimary;
-use crate::connection::client_for;
+use crate::node::client_for;
 use crate::url::Node;
 
 /// How often a listener checks that its sentinel still answers.

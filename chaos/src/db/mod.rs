@@ -37,20 +37,25 @@ pub const SERVICE: &str = "mymaster";
 /// Why the topology could not be built or driven.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Docker, an image or a Redis binary is missing: exit 3.
+    /// Docker or an image is missing: exit 3.
     #[error("{0}")]
     Environment(String),
+    /// A local node could not be started or driven: `localredis`'s error, kept whole (a missing
+    /// Redis binary is an environment problem too, see [`DbError::is_environment`]).
+    #[error(transparent)]
+    Node(#[from] localredis::Error),
     /// Anything else.
     #[error("{0}")]
     Failed(String),
 }
 
-impl From<localredis::Error> for DbError {
-    fn from(e: localredis::Error) -> Self {
-        match e {
-            localredis::Error::BinaryMissing { .. } => DbError::Environment(e.to_string()),
-            other => DbError::Failed(other.to_string()),
-        }
+impl DbError {
+    /// Docker, an image or a Redis binary is missing (exit 3), rather than a failure of the run.
+    pub fn is_environment(&self) -> bool {
+        matches!(
+            self,
+            DbError::Environment(_) | DbError::Node(localredis::Error::BinaryMissing { .. })
+        )
     }
 }
 
