@@ -110,6 +110,10 @@ pub struct TopologySpec {
     /// periods before it demotes a restarted old primary.
     #[serde(default)]
     pub sentinel_publish_period_ms: Option<u64>,
+    /// Not read from the file: set when a fault is a `partition`, which needs the Docker backend's
+    /// bridge network instead of host networking (see `db::network`).
+    #[serde(skip)]
+    pub bridge_network: bool,
 }
 
 fn default_down_after() -> u64 {
@@ -368,8 +372,12 @@ impl Experiment {
 
     /// Parses and validates experiment TOML.
     pub fn parse(text: &str) -> Result<Experiment, ExperimentError> {
-        let exp: Experiment = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let mut exp: Experiment = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         exp.validate()?;
+        exp.topology.bridge_network = exp
+            .faults
+            .iter()
+            .any(|f| f.action == FaultAction::Partition);
         Ok(exp)
     }
 

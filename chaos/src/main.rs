@@ -227,6 +227,21 @@ async fn run_all(experiments: Vec<Experiment>, common: Common) -> u8 {
         }
     };
     eprintln!("chaos: backend {backend:?} ({why})");
+    // A suite on the process backend runs what it can; a partition alone is a usage error.
+    let (experiments, refused): (Vec<Experiment>, Vec<Experiment>) = experiments
+        .into_iter()
+        .partition(|e| backend == BackendKind::Docker || !e.topology.bridge_network);
+    for e in &refused {
+        let msg = format!(
+            "{}: fault action `partition` needs --backend docker (the process backend's nodes \
+             all share the host's loopback, which cannot be cut in two)",
+            e.name
+        );
+        if experiments.is_empty() {
+            return usage(&msg);
+        }
+        eprintln!("chaos: skipped {msg}");
+    }
     let opts = RunOptions {
         backend,
         image,

@@ -198,6 +198,9 @@ fn malformed_command_lines_exit_2_naming_the_flag_and_the_expected_form() {
     let empty = d.join("empty");
     std::fs::create_dir(&empty).unwrap();
     let p = |p: &Path| p.display().to_string();
+    let partition = p(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/chaos/partition-primary.toml")
+    );
     let (good, non_utf8, suite, empty, dir_s) = (
         p(&good),
         p(&d.join("non-utf8.toml")),
@@ -220,6 +223,7 @@ fn malformed_command_lines_exit_2_naming_the_flag_and_the_expected_form() {
         ("experiment file is not UTF-8", vec!["run", &non_utf8, "--backend", "process"], "stream did not contain valid UTF-8"),
         ("suite without experiments", vec!["suite", &empty, "--backend", "process"], "no *.toml experiment in"),
         ("suite with one bad file", vec!["suite", &suite, "--backend", "process"], "z-bad.toml: line 5, column 10: invalid type: string \"two\", expected u32"),
+        ("partition on the process backend", vec!["run", &partition, "--backend", "process"], "partition-primary: fault action `partition` needs --backend docker"),
     ];
     let n = rows.len();
     let failures: Vec<String> = rows

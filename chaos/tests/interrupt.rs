@@ -6,12 +6,14 @@
 //!   each node runs with its directory as working directory, so the run's Redis processes are
 //!   exactly those whose `/proc/<pid>/cwd` is under that `TMPDIR` (Redis rewrites its command
 //!   line, so `cmdline` would not show it);
-//! - its containers are exactly those labelled `authority-chaos.pid=<child pid>`;
+//! - its containers (and, for a partition experiment, its bridge network) are exactly those
+//!   labelled `authority-chaos.pid=<child pid>`;
 //! - the ports printed in its "nodes up" line must refuse connections afterwards.
 //!
 //! Two moments for each backend: as soon as the first node of the run exists (mid-way through
 //! start-up: a container whose creation is still in flight used to escape the sweep), and once the
-//! whole topology is up and the workload runs. Every wait polls for an observable state, bounded.
+//! whole topology is up and the workload runs; on Docker also a partition experiment's topology
+//! (bridge network) while the workload runs. Every wait polls for an observable state, bounded.
 
 mod support;
 
@@ -22,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use support::{containers_labelled, docker_ready, have_binaries};
+use support::{containers_labelled, docker_ready, have_binaries, networks_labelled};
 
 /// Long enough never to end (or fault) on its own before the test interrupts it.
 const EXPERIMENT: &str = r#"
@@ -33,6 +35,18 @@ kind = "sentinel"
 [[fault]]
 at = "100s"
 action = "kill"
+target = "primary"
+"#;
+
+/// The same on a bridge network: a `partition` fault makes the Docker backend create one.
+const PARTITIONED: &str = r#"
+name = "interrupted-partitioned"
+duration = "120s"
+[topology]
+kind = "sentinel"
+[[fault]]
+at = "100s"
+action = "partition"
 target = "primary"
 "#;
 
@@ -47,10 +61,14 @@ struct ChaosRun {
 
 impl ChaosRun {
     fn start(backend: &str, image: Option<&str>) -> ChaosRun {
+        Self::start_with(backend, image, EXPERIMENT)
+    }
+
+    fn start_with(backend: &str, image: Option<&str>, experiment_text: &str) -> ChaosRun {
         let files = tempfile::tempdir().unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let experiment = files.path().join("interrupted.toml");
-        std::fs::write(&experiment, EXPERIMENT).unwrap();
+        std::fs::write(&experiment, experiment_text).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chaos"));
         cmd.arg("run")
             .arg(&experiment)
@@ -276,7 +294,7 @@ fn ctrl_c_during_the_workload_leaves_no_process_and_no_directory() {
 
 /// Both Docker moments in one test: they share the engine and would only slow each other down.
 #[test]
-fn ctrl_c_on_the_docker_backend_leaves_no_container() {
+fn ctrl_c_on_the_docker_backend_leaves_no_container_and_no_network() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let Some(image) = rt.block_on(docker_ready()) else {
         return;
@@ -306,4 +324,17 @@ fn ctrl_c_on_the_docker_backend_leaves_no_container() {
     run.interrupt_and_check(Duration::from_secs(60), &[], &ports);
     let left = rt.block_on(containers_labelled(&label));
     assert!(left.is_empty(), "containers left after Ctrl-C: {left:?}");
+
+    // A partition experiment's bridge network goes too.
+    let mut run = ChaosRun::start_with("docker", Some(&image), PARTITIONED);
+    let label = of(&run);
+    let ports = run.wait_nodes_up();
+    assert_eq!(rt.block_on(networks_labelled(&label)).len(), 1);
+    run.interrupt_and_check(Duration::from_secs(60), &[], &ports);
+    let left = rt.block_on(containers_labelled(&label));
+    let nets = rt.block_on(networks_labelled(&label));
+    assert!(
+        left.is_empty() && nets.is_empty(),
+        "left after Ctrl-C: containers {left:?}, networks {nets:?}"
+    );
 }

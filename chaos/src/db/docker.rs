@@ -4,6 +4,9 @@
 //! - **Host networking**, a distinct free loopback port per node: Sentinel announces and clients
 //!   connect to `127.0.0.1:<port>` exactly as with local processes, without NAT or
 //!   `announce-ip`. (`get_host_port_ipv4` does not work in this mode; we chose the ports.)
+//!   Except for an experiment with a `partition` fault: one namespace cannot be cut in two, so its
+//!   nodes run on a bridge network of the run, same ports published on `127.0.0.1`
+//!   ([`super::network`] says why and how).
 //! - **Config files copied in** (`with_copy_to`), not command-line flags and not bind mounts: the
 //!   scratch image has no shell, and Sentinel rewrites its config with temp-file + rename, which a
 //!   bind-mounted single file forbids. The files go to `/data`, which is writable in both our
@@ -13,10 +16,11 @@
 //! - **Restart = `docker start` of the same container**: same port, same writable layer, so the
 //!   node comes back with whatever RDB/AOF it wrote, like a restarted process. testcontainers does
 //!   not re-apply its wait strategy then; the caller polls `PING`.
-//! - **Labels for cleanup**: every container carries `authority-chaos.run=<run id>` and
-//!   `authority-chaos.pid=<our pid>`. Teardown removes this run's containers by label (so a panic
-//!   half-way through start-up still removes what was created), and [`sweep_orphans`] removes
-//!   containers of earlier runs whose process is gone (a harness killed with `kill -9`).
+//! - **Labels for cleanup**: every container (and bridge network) carries
+//!   `authority-chaos.run=<run id>` and `authority-chaos.pid=<our pid>`. Teardown removes this
+//!   run's containers, then its network, by label (so a panic half-way through start-up still
+//!   removes what was created), and [`sweep_orphans`] removes those of earlier runs whose process
+//!   is gone (a harness killed with `kill -9`).
 //! - **Creation runs in its own task, holding a [`Pending`] token.** The engine finishes a
 //!   `create` whose client went away; if Ctrl-C aborted the experiment mid-request, the container
 //!   would appear after the runner's sweep by label. The task always sees its request through, and
@@ -34,15 +38,15 @@ use testcontainers::bollard::Docker;
 use testcontainers::bollard::query_parameters::{
     KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
-use testcontainers::core::WaitFor;
 use testcontainers::core::client::docker_client_instance;
+use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 
 use futures_util::future::join_all;
 use localredis::Persistence;
 
-use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives};
+use super::{DbError, NodeAction, NodeInfo, NodeKind, SERVICE, data_directives, network};
 use crate::experiment::{TopologyKind, TopologySpec};
 use crate::guard::Pending;
 
@@ -52,6 +56,8 @@ const PID_LABEL: &str = "authority-chaos.pid";
 pub struct DockerNodes {
     containers: Vec<ContainerAsync<GenericImage>>,
     run_id: String,
+    /// The run's bridge network, when the experiment partitions (see [`super::network`]).
+    network: Option<String>,
 }
 
 /// The Docker client, if an engine answers. `Err` explains what is missing (exit 3).
@@ -84,10 +90,39 @@ pub fn split_image(image: &str) -> (String, String) {
     }
 }
 
-fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option<u16>) -> String {
+/// Where the nodes listen and how they name each other: host networking (`127.0.0.1`), or the
+/// run's bridge network (see [`super::network`]), where each listens on its bridge address.
+#[derive(Clone, Copy)]
+enum Net<'a> {
+    Host,
+    Bridge(&'a str),
+}
+
+impl Net<'_> {
+    fn bind(self) -> &'static str {
+        match self {
+            Net::Host => "127.0.0.1",
+            Net::Bridge(_) => "0.0.0.0",
+        }
+    }
+    fn name(self) -> Option<String> {
+        match self {
+            Net::Host => None,
+            Net::Bridge(n) => Some(n.to_string()),
+        }
+    }
+}
+
+fn redis_conf(
+    spec: &TopologySpec,
+    port: u16,
+    password: &str,
+    replica_of: Option<(&str, u16)>,
+    net: Net,
+) -> String {
     let mut lines = vec![
         format!("port {port}"),
-        "bind 127.0.0.1".into(),
+        format!("bind {}", net.bind()),
         "dir /data".into(),
         "protected-mode yes".into(),
         format!("requirepass \"{password}\""),
@@ -104,8 +139,8 @@ fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option
             format!("appendfsync {fsync}"),
         ],
     });
-    if let Some(p) = replica_of {
-        lines.push(format!("replicaof 127.0.0.1 {p}"));
+    if let Some((host, p)) = replica_of {
+        lines.push(format!("replicaof {host} {p}"));
     }
     lines.extend(
         data_directives(spec)
@@ -116,14 +151,20 @@ fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option
     lines.join("\n")
 }
 
-fn sentinel_conf(spec: &TopologySpec, port: u16, password: &str, primary: u16) -> String {
+fn sentinel_conf(
+    spec: &TopologySpec,
+    port: u16,
+    password: &str,
+    (host, primary): (&str, u16),
+    net: Net,
+) -> String {
     [
         format!("port {port}"),
-        "bind 127.0.0.1".into(),
+        format!("bind {}", net.bind()),
         "dir /data".into(),
         "protected-mode no".into(),
         format!(
-            "sentinel monitor {SERVICE} 127.0.0.1 {primary} {}",
+            "sentinel monitor {SERVICE} {host} {primary} {}",
             spec.quorum
         ),
         format!(
@@ -146,6 +187,9 @@ struct ContainerSpec {
     binary: &'static str,
     conf_name: &'static str,
     conf: String,
+    port: u16,
+    /// `None`: host networking; else the bridge network, the port published on `127.0.0.1`.
+    network: Option<String>,
 }
 
 async fn start_container(
@@ -156,9 +200,22 @@ async fn start_container(
     let (repo, tag) = split_image(image);
     let conf_path = format!("/data/{}", spec.conf_name);
     let name = spec.name;
-    GenericImage::new(repo, tag)
-        .with_wait_for(WaitFor::Nothing)
-        .with_network("host")
+    let image_ref = GenericImage::new(repo, tag).with_wait_for(WaitFor::Nothing);
+    let request = match spec.network {
+        None => image_ref.with_network("host"),
+        Some(network) => image_ref
+            .with_network(network)
+            .with_mapped_port(spec.port, ContainerPort::Tcp(spec.port))
+            .with_host_config_modifier(|hc| {
+                // Published on loopback only: the sentinels run without protected mode.
+                for bindings in hc.port_bindings.iter_mut().flat_map(|b| b.values_mut()) {
+                    for b in bindings.iter_mut().flatten() {
+                        b.host_ip = Some("127.0.0.1".into());
+                    }
+                }
+            }),
+    };
+    request
         .with_container_name(format!("chaos-{run_id}-{name}"))
         .with_label(RUN_LABEL, run_id)
         .with_label(PID_LABEL, std::process::id().to_string())
@@ -223,10 +280,33 @@ impl DockerNodes {
                  (or docker/build-image.sh), or pass --image / --backend process"
             )));
         }
+        let network = match spec.bridge_network {
+            true => Some(network::create(&docker, run_id, labels(run_id)).await?),
+            false => None,
+        };
         let mut nodes = DockerNodes {
             containers: Vec::new(),
             run_id: run_id.to_string(),
+            network,
         };
+        let started = nodes.start_nodes(spec, password, image, pending).await;
+        if started.is_err() {
+            sweep_run(run_id).await;
+        }
+        Ok((nodes, started?))
+    }
+
+    /// The data nodes, then the sentinels (see the module docs). On a bridge network the primary
+    /// starts alone first: the others name it by its address, which Docker assigns.
+    async fn start_nodes(
+        &mut self,
+        spec: &TopologySpec,
+        password: &str,
+        image: &str,
+        pending: &Pending,
+    ) -> Result<Vec<NodeInfo>, DbError> {
+        let network = self.network.clone();
+        let net = network.as_deref().map_or(Net::Host, Net::Bridge);
         let sentinel = spec.kind == TopologyKind::Sentinel;
         let (data_count, sentinel_count) = if sentinel { (3, 3) } else { (1, 0) };
         let ports = free_ports(data_count + sentinel_count)?;
@@ -243,56 +323,63 @@ impl DockerNodes {
                 binary,
                 conf_name,
                 conf,
+                port,
+                network: net.name(),
             };
             (info, container)
         };
-        let data: Vec<_> = data_ports
-            .iter()
-            .enumerate()
-            .map(|(i, &port)| {
-                let conf = redis_conf(spec, port, password, (i > 0).then_some(primary_port));
-                let name = format!("redis-{i}");
-                node(
-                    name,
-                    NodeKind::Data,
-                    port,
-                    "redis-server",
-                    "redis.conf",
-                    conf,
-                )
-            })
-            .collect();
+        let data_node = |i: usize, primary: Option<(&str, u16)>| {
+            let port = data_ports[i];
+            let conf = redis_conf(spec, port, password, primary, net);
+            let name = format!("redis-{i}");
+            node(
+                name,
+                NodeKind::Data,
+                port,
+                "redis-server",
+                "redis.conf",
+                conf,
+            )
+        };
+        let mut infos = Vec::new();
+        let pw = Some(password);
+        let primary_host = match net {
+            Net::Host => {
+                let data = (0..data_count)
+                    .map(|i| data_node(i, (i > 0).then_some(("127.0.0.1", primary_port))));
+                self.start_wave(data.collect(), pw, image, pending, &mut infos)
+                    .await?;
+                "127.0.0.1".to_string()
+            }
+            Net::Bridge(name) => {
+                self.start_wave(vec![data_node(0, None)], pw, image, pending, &mut infos)
+                    .await?;
+                let docker = engine().await.map_err(DbError::Environment)?;
+                let (ip, _) = network::inspect(&docker, self.containers[0].id(), name).await?;
+                let replicas =
+                    (1..data_count).map(|i| data_node(i, Some((ip.as_str(), primary_port))));
+                self.start_wave(replicas.collect(), pw, image, pending, &mut infos)
+                    .await?;
+                ip
+            }
+        };
+        if !sentinel {
+            return Ok(infos);
+        }
+        super::wait_replicas_attached(primary_port, password, 2).await?;
         let sentinels: Vec<_> = sentinel_ports
             .iter()
             .enumerate()
             .map(|(i, &port)| {
-                let conf = sentinel_conf(spec, port, password, primary_port);
+                let conf = sentinel_conf(spec, port, password, (&primary_host, primary_port), net);
                 let name = format!("sentinel-{i}");
                 let kind = NodeKind::Sentinel;
                 node(name, kind, port, "redis-sentinel", "sentinel.conf", conf)
             })
             .collect();
-        let mut infos = Vec::new();
-        let started = nodes
-            .start_wave(data, Some(password), image, pending, &mut infos)
-            .await;
-        let attached = match started {
-            Ok(()) if sentinel => super::wait_replicas_attached(primary_port, password, 2).await,
-            other => other,
-        };
-        let started = match attached {
-            Ok(()) => {
-                nodes
-                    .start_wave(sentinels, None, image, pending, &mut infos)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = started {
-            sweep_run(run_id).await;
-            return Err(e);
-        }
-        Ok((nodes, infos))
+        self.start_wave(sentinels, None, image, pending, &mut infos)
+            .await?;
+        Ok(infos)
     }
 
     /// Starts one wave of containers concurrently and waits until each answers `PING`; their
@@ -369,12 +456,49 @@ impl DockerNodes {
             NodeAction::Pause => c.pause().await.map_err(|e| failed(e.to_string())),
             NodeAction::Resume => c.unpause().await.map_err(|e| failed(e.to_string())),
             NodeAction::Restart => c.start().await.map_err(|e| failed(e.to_string())),
-            NodeAction::Partition | NodeAction::Heal => Err(DbError::Failed(
-                "network partitions need the bridge-network topology, which is not built yet \
-                 (host networking shares one network namespace)"
-                    .into(),
-            )),
+            NodeAction::Partition => self.partition(index).await,
+            NodeAction::Heal => self.heal(index).await,
         }
+    }
+
+    /// Cuts node `index` off every other node (see [`super::network`]). Peers are resolved now:
+    /// a node that is down has no address, and one restarted later may get a new one, which is
+    /// not cut.
+    async fn partition(&self, index: usize) -> Result<(), DbError> {
+        let (docker, net) = self.bridge()?;
+        let docker = docker.await?;
+        let id = self.containers[index].id();
+        let (_, pid) = network::inspect(&docker, id, net).await?;
+        let others = self
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index);
+        let inspected = join_all(others.map(|(_, c)| network::inspect(&docker, c.id(), net))).await;
+        let peers: Vec<String> = inspected.into_iter().flatten().map(|(ip, _)| ip).collect();
+        network::cut(pid, &peers).await
+    }
+
+    /// Removes node `index`'s partition rules; a node that is not running has none.
+    async fn heal(&self, index: usize) -> Result<(), DbError> {
+        let (docker, net) = self.bridge()?;
+        let docker = docker.await?;
+        match network::inspect(&docker, self.containers[index].id(), net).await {
+            Ok((_, pid)) => network::heal(pid).await,
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn bridge(&self) -> Result<(impl Future<Output = Result<Docker, DbError>>, &str), DbError> {
+        let net = self.network.as_deref().ok_or_else(|| {
+            DbError::Failed(
+                "this topology runs on host networking (one shared network namespace): only an \
+                 experiment with a `partition` fault gets the bridge network"
+                    .into(),
+            )
+        })?;
+        let docker = async { engine().await.map_err(DbError::Environment) };
+        Ok((docker, net))
     }
 
     pub async fn teardown(self) {
@@ -414,24 +538,36 @@ async fn remove_labelled(
     }
 }
 
-/// Force-removes every container of run `run_id` (used after success, error, panic and Ctrl-C).
+/// The labels of every container and network of run `run_id`.
+fn labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (RUN_LABEL.to_string(), run_id.to_string()),
+        (PID_LABEL.to_string(), std::process::id().to_string()),
+    ])
+}
+
+/// Force-removes every container and network of run `run_id` (used after success, error, panic
+/// and Ctrl-C).
 pub async fn sweep_run(run_id: &str) {
     if let Ok(docker) = engine().await {
-        remove_labelled(&docker, format!("{RUN_LABEL}={run_id}"), |_| false).await;
+        let label = format!("{RUN_LABEL}={run_id}");
+        remove_labelled(&docker, label.clone(), |_| false).await;
+        network::remove_labelled(&docker, label, |_| false).await;
     }
 }
 
 /// Removes containers left by earlier chaos processes that no longer exist (killed with -9).
 pub async fn sweep_orphans() {
     let Ok(docker) = engine().await else { return };
-    remove_labelled(&docker, RUN_LABEL.to_string(), |labels| {
+    let alive = |labels: &HashMap<String, String>| {
         labels
             .get(PID_LABEL)
             .and_then(|p| p.parse::<i32>().ok())
             // SAFETY: kill with signal 0 only checks that the process exists.
             .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
-    })
-    .await;
+    };
+    remove_labelled(&docker, RUN_LABEL.to_string(), alive).await;
+    network::remove_labelled(&docker, RUN_LABEL.to_string(), alive).await;
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! for both backends.
 
 pub mod docker;
+pub mod network;
 pub mod process;
 
 use std::time::Duration;

@@ -231,3 +231,18 @@ pub fn check_ttl(r: &Report) {
     assert!(late.checked > 50, "{late:?}");
     assert!(r.verdict.measures.switch_master_ms.is_some());
 }
+
+/// Networks carrying `label` (`key` or `key=value`): a partition experiment's bridge network.
+pub async fn networks_labelled(label: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    use testcontainers::bollard::query_parameters::ListNetworksOptions;
+    let engine = chaos::db::docker::engine().await.unwrap();
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let opts = ListNetworksOptions {
+        filters: Some(filters),
+    };
+    let list = engine.list_networks(Some(opts)).await.unwrap();
+    list.into_iter()
+        .map(|n| n.name.or(n.id).unwrap_or_default())
+        .collect()
+}
