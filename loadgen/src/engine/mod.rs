@@ -11,6 +11,7 @@
 //! | [`workload`] | the stores and the goose transaction: one weighted op, recorded |
 //! | [`keyspace`] | accounts, sessions and tokens as the simulated server remembers them |
 //! | [`seed`] | signing every account in before the load; the audit after it |
+//! | [`shard`] | a scale-out worker's share of the load and slice of the keyspace |
 //! | [`attack`] | one measured goose attack, cancellable |
 //! | [`stepper`] | attack after attack on one keyspace (sweep steps, eviction runs) |
 //! | [`status`] | the once-a-second tick behind the live status line |
@@ -45,6 +46,7 @@ pub(crate) mod redis_admin;
 pub(crate) mod results;
 pub(crate) mod sampler;
 pub(crate) mod seed;
+pub(crate) mod shard;
 pub(crate) mod status;
 pub(crate) mod stepper;
 pub(crate) mod target;

@@ -17,11 +17,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use super::availability::{BUCKET_MS, Bucket};
+use crate::report::hlog;
 use crate::report::run::OpHistograms;
 use crate::report::summary::{ErrorClass, OpStats, Percentiles, SecondSample, SeriesReport};
 use crate::scenario::Op;
@@ -68,6 +69,9 @@ struct OpRec {
     lag: Histogram<u64>,
     /// Outcomes per 100 ms since the recorder started (warm-up included), for availability.
     timeline: Vec<Bucket>,
+    /// Service and response time measured since the last cut: the next `latency.hlog` interval.
+    cut_service: Histogram<u64>,
+    cut_response: Histogram<u64>,
 }
 
 impl OpRec {
@@ -86,6 +90,8 @@ impl OpRec {
             errors_by_class: BTreeMap::new(),
             lag: new_histogram(),
             timeline: Vec::new(),
+            cut_service: new_histogram(),
+            cut_response: new_histogram(),
         }
     }
 }
@@ -138,6 +144,19 @@ pub(crate) struct Recorder {
     series: Mutex<Vec<[SecondSample; 7]>>,
     /// When recording started: the origin of the timeline and of the INFO series.
     pub(crate) started: Instant,
+    /// The `latency.hlog` intervals cut so far, and when the current one began.
+    intervals: Mutex<(SystemTime, Vec<HlogInterval>)>,
+}
+
+/// One op's histograms over one interval of the measured window, compressed (see
+/// [`crate::report::hlog`]): a few hundred bytes a second instead of two full histograms.
+pub(crate) struct HlogInterval {
+    pub(crate) op: Op,
+    /// Since the Unix epoch.
+    pub(crate) start: Duration,
+    pub(crate) length: Duration,
+    pub(crate) service: Vec<u8>,
+    pub(crate) response: Vec<u8>,
 }
 
 impl Recorder {
@@ -150,6 +169,7 @@ impl Recorder {
             },
             series: Mutex::new(Vec::new()),
             started: Instant::now(),
+            intervals: Mutex::new((SystemTime::now(), Vec::new())),
         }
     }
 
@@ -191,6 +211,8 @@ impl Recorder {
         }
         rec.service.saturating_record(s);
         rec.response.saturating_record(r);
+        rec.cut_service.saturating_record(s);
+        rec.cut_response.saturating_record(r);
         rec.lag.saturating_record(r.saturating_sub(s));
         rec.count += 1;
         match outcome {
@@ -234,6 +256,7 @@ impl Recorder {
             rec.tick_service.reset();
             rec.tick_response.reset();
         }
+        self.cut_interval();
         t.p99_us = if all.is_empty() {
             0
         } else {
@@ -254,8 +277,40 @@ impl Recorder {
         t
     }
 
+    /// Ends the current `latency.hlog` interval: every op's histograms since the last cut are
+    /// compressed and kept (ops with nothing measured are skipped), and a new interval begins.
+    /// Each op's pair is swapped out under its lock, so no value is counted twice or lost.
+    fn cut_interval(&self) {
+        let mut intervals = self.intervals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        let since = intervals.0;
+        let start = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let length = now.duration_since(since).unwrap_or_default();
+        for op in Op::ALL {
+            let (service, response) = {
+                let mut rec = self.op(op);
+                if rec.cut_response.is_empty() {
+                    continue;
+                }
+                (
+                    std::mem::replace(&mut rec.cut_service, new_histogram()),
+                    std::mem::replace(&mut rec.cut_response, new_histogram()),
+                )
+            };
+            intervals.1.push(HlogInterval {
+                op,
+                start,
+                length,
+                service: hlog::encode(&service),
+                response: hlog::encode(&response),
+            });
+        }
+        intervals.0 = now;
+    }
+
     /// Everything measured in the window.
     pub(crate) fn finish(&self) -> Measured {
+        self.cut_interval();
         let ops = Op::ALL
             .iter()
             .map(|&op| {
@@ -281,6 +336,9 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            intervals: std::mem::take(
+                &mut self.intervals.lock().unwrap_or_else(|p| p.into_inner()).1,
+            ),
         }
     }
 }
@@ -302,6 +360,8 @@ pub(crate) struct OpMeasured {
 pub(crate) struct Measured {
     pub(crate) ops: Vec<OpMeasured>,
     pub(crate) series: Vec<[SecondSample; 7]>,
+    /// The measured window in `latency.hlog` intervals (see [`Measured::hlog`]).
+    pub(crate) intervals: Vec<HlogInterval>,
 }
 
 impl Measured {
@@ -423,6 +483,23 @@ impl Measured {
             }
         }
         out
+    }
+
+    /// The `latency.hlog` intervals, decoded one at a time as the writer asks for them. Per tag
+    /// they add up to the op's measured histogram exactly.
+    pub(crate) fn hlog(&self) -> impl Iterator<Item = hlog::Interval> + '_ {
+        self.intervals.iter().flat_map(|i| {
+            [("response", &i.response), ("service", &i.service)]
+                .into_iter()
+                .filter_map(move |(kind, bytes)| {
+                    Some(hlog::Interval {
+                        tag: hlog::tag(i.op.name(), kind),
+                        start: i.start,
+                        length: i.length,
+                        histogram: hlog::decode(bytes).ok()?,
+                    })
+                })
+        })
     }
 
     /// The histograms of every op that ran, for the `.hgrm` files.
