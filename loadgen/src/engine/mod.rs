@@ -17,6 +17,7 @@
 //! | [`status`] | the once-a-second tick behind the live status line |
 //! | [`pacing`] | open-model schedule; service vs response time (coordinated omission) |
 //! | [`record`] | HdrHistograms per op, per-second series |
+//! | [`intervals`] | the recorder's `latency.hlog` intervals (exact scale-out merges) |
 //! | [`invariants`] | lost sessions, rate-limit over-admission, revoked tokens that validate |
 //! | [`judge`] | SLO and invariant verdicts |
 //! | [`bottleneck`] | who was the limit: loadgen, Redis or neither, with the evidence |
@@ -36,6 +37,7 @@ pub(crate) mod bottleneck;
 pub(crate) mod capacity;
 pub(crate) mod clock;
 pub(crate) mod cpu;
+pub(crate) mod intervals;
 pub(crate) mod invariants;
 pub(crate) mod judge;
 pub(crate) mod keyspace;

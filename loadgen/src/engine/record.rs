@@ -17,11 +17,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use super::availability::{BUCKET_MS, Bucket};
+use super::intervals::{self, Cut, HlogInterval, Intervals};
 use crate::report::hlog;
 use crate::report::run::OpHistograms;
 use crate::report::summary::{ErrorClass, OpStats, Percentiles, SecondSample, SeriesReport};
@@ -69,9 +70,8 @@ struct OpRec {
     lag: Histogram<u64>,
     /// Outcomes per 100 ms since the recorder started (warm-up included), for availability.
     timeline: Vec<Bucket>,
-    /// Service and response time measured since the last cut: the next `latency.hlog` interval.
-    cut_service: Histogram<u64>,
-    cut_response: Histogram<u64>,
+    /// Measured since the last cut: the next `latency.hlog` interval.
+    cut: Cut,
 }
 
 impl OpRec {
@@ -90,8 +90,7 @@ impl OpRec {
             errors_by_class: BTreeMap::new(),
             lag: new_histogram(),
             timeline: Vec::new(),
-            cut_service: new_histogram(),
-            cut_response: new_histogram(),
+            cut: Cut::new(new_histogram()),
         }
     }
 }
@@ -144,19 +143,8 @@ pub(crate) struct Recorder {
     series: Mutex<Vec<[SecondSample; 7]>>,
     /// When recording started: the origin of the timeline and of the INFO series.
     pub(crate) started: Instant,
-    /// The `latency.hlog` intervals cut so far, and when the current one began.
-    intervals: Mutex<(SystemTime, Vec<HlogInterval>)>,
-}
-
-/// One op's histograms over one interval of the measured window, compressed (see
-/// [`crate::report::hlog`]): a few hundred bytes a second instead of two full histograms.
-pub(crate) struct HlogInterval {
-    pub(crate) op: Op,
-    /// Since the Unix epoch.
-    pub(crate) start: Duration,
-    pub(crate) length: Duration,
-    pub(crate) service: Vec<u8>,
-    pub(crate) response: Vec<u8>,
+    /// The `latency.hlog` intervals cut so far.
+    intervals: Intervals,
 }
 
 impl Recorder {
@@ -169,7 +157,7 @@ impl Recorder {
             },
             series: Mutex::new(Vec::new()),
             started: Instant::now(),
-            intervals: Mutex::new((SystemTime::now(), Vec::new())),
+            intervals: Intervals::new(),
         }
     }
 
@@ -211,8 +199,7 @@ impl Recorder {
         }
         rec.service.saturating_record(s);
         rec.response.saturating_record(r);
-        rec.cut_service.saturating_record(s);
-        rec.cut_response.saturating_record(r);
+        rec.cut.record(s, r);
         rec.lag.saturating_record(r.saturating_sub(s));
         rec.count += 1;
         match outcome {
@@ -277,35 +264,14 @@ impl Recorder {
         t
     }
 
-    /// Ends the current `latency.hlog` interval: every op's histograms since the last cut are
-    /// compressed and kept (ops with nothing measured are skipped), and a new interval begins.
-    /// Each op's pair is swapped out under its lock, so no value is counted twice or lost.
+    /// Ends the current `latency.hlog` interval (ops with nothing measured are skipped).
     fn cut_interval(&self) {
-        let mut intervals = self.intervals.lock().unwrap_or_else(|p| p.into_inner());
-        let now = SystemTime::now();
-        let since = intervals.0;
-        let start = since.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let length = now.duration_since(since).unwrap_or_default();
-        for op in Op::ALL {
-            let (service, response) = {
-                let mut rec = self.op(op);
-                if rec.cut_response.is_empty() {
-                    continue;
-                }
-                (
-                    std::mem::replace(&mut rec.cut_service, new_histogram()),
-                    std::mem::replace(&mut rec.cut_response, new_histogram()),
-                )
-            };
-            intervals.1.push(HlogInterval {
-                op,
-                start,
-                length,
-                service: hlog::encode(&service),
-                response: hlog::encode(&response),
-            });
-        }
-        intervals.0 = now;
+        self.intervals.cut(|| {
+            Op::ALL
+                .iter()
+                .filter_map(|&op| Some((op, self.op(op).cut.take()?)))
+                .collect()
+        });
     }
 
     /// Everything measured in the window.
@@ -336,9 +302,7 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            intervals: std::mem::take(
-                &mut self.intervals.lock().unwrap_or_else(|p| p.into_inner()).1,
-            ),
+            intervals: self.intervals.take_all(),
         }
     }
 }
@@ -485,21 +449,9 @@ impl Measured {
         out
     }
 
-    /// The `latency.hlog` intervals, decoded one at a time as the writer asks for them. Per tag
-    /// they add up to the op's measured histogram exactly.
+    /// The `latency.hlog` intervals (per tag they add up to the op's measured histogram).
     pub(crate) fn hlog(&self) -> impl Iterator<Item = hlog::Interval> + '_ {
-        self.intervals.iter().flat_map(|i| {
-            [("response", &i.response), ("service", &i.service)]
-                .into_iter()
-                .filter_map(move |(kind, bytes)| {
-                    Some(hlog::Interval {
-                        tag: hlog::tag(i.op.name(), kind),
-                        start: i.start,
-                        length: i.length,
-                        histogram: hlog::decode(bytes).ok()?,
-                    })
-                })
-        })
+        intervals::decoded(&self.intervals)
     }
 
     /// The histograms of every op that ran, for the `.hgrm` files.

@@ -11,7 +11,8 @@
 //!    workers' recorded values), sum the counts, errors and invariants (with their `checked`),
 //!    rebuild the whole scenario, judge it against its SLOs, and give each worker's bottleneck
 //!    verdict and clock offset to Redis `TIME`; [`redis`] does the server's side (one server seen
-//!    by N overlapping windows: the union window, never a sum);
+//!    by N overlapping windows: the union window, never a sum), [`verdicts`] each worker's line,
+//!    the late or failed ones and the merged bottleneck;
 //! 4. write the merged directory.
 //!
 //! Nothing here talks to Redis: merging is pure file work, and can run anywhere the directories
@@ -22,6 +23,7 @@ mod check;
 mod collect;
 mod combine;
 mod redis;
+mod verdicts;
 
 use std::path::PathBuf;
 
