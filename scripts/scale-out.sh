@@ -34,8 +34,12 @@ done
 [[ $workers =~ ^[1-9][0-9]*$ ]] || { echo "scale-out.sh: --workers must be a positive whole number" >&2; exit 2; }
 command -v jq >/dev/null || { echo "scale-out.sh: jq is needed to read the results (apt-get install jq)" >&2; exit 2; }
 
-cargo build --release -q -p loadgen
-loadgen=${CARGO_TARGET_DIR:-target}/release/loadgen
+# LOADGEN names a prebuilt binary (e.g. a debug build); by default the release build.
+if [[ -z ${LOADGEN:-} ]]; then
+    cargo build --release -q -p loadgen
+    LOADGEN=${CARGO_TARGET_DIR:-target}/release/loadgen
+fi
+loadgen=$LOADGEN
 
 server_pid=""
 cleanup() { [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true; }
@@ -57,9 +61,13 @@ fi
 out=results/scale-out-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out/workers"
 
+# Redis CPU per op: its used_cpu_user + used_cpu_sys growth over the run (for a merged run, over the
+# union of the workers' windows, so the one server is counted once) per measured op.
+readonly REDIS_US='(((.redis.deltas.used_cpu_user // 0) + (.redis.deltas.used_cpu_sys // 0)) * 1e6 / .ops.all.count * 100 | round / 100)'
+
 # One line per run: ops/s, loadgen CPU/op, Redis CPU/op, bottleneck.
 line() {
-    jq -r --arg name "$1" '"\($name): \(.ops.all.throughput) ops/s, \(.ops.all.count) ops, loadgen \(.bottleneck.generator.cpu_us_per_op) µs CPU/op, redis \(.bottleneck.server.cpu_us_per_op // "?") µs CPU/op, bottleneck \(.bottleneck.verdict): \(.bottleneck.rule)"' "$2/summary.json"
+    jq -r --arg name "$1" "\"\\(\$name): \\(.ops.all.throughput) ops/s, \\(.ops.all.count) ops, loadgen \\(.bottleneck.generator.cpu_us_per_op) µs CPU/op, redis \\($REDIS_US) µs CPU/op, bottleneck \\(.bottleneck.verdict): \\(.bottleneck.rule)\"" "$2/summary.json"
 }
 
 if ((compare)); then
@@ -86,5 +94,7 @@ if ((compare)); then
     jq -rn --slurpfile m "$out/merged/summary.json" --slurpfile s "$single/summary.json" '
         ($m[0].ops.all.throughput / $s[0].ops.all.throughput) as $tp |
         ($m[0].bottleneck.generator.cpu_us_per_op / $s[0].bottleneck.generator.cpu_us_per_op) as $cpu |
-        "throughput merged/single: ×\($tp * 100 | round / 100); loadgen CPU per op merged/single: ×\($cpu * 100 | round / 100)"'
+        (($m[0].bottleneck.generator.cpu_us_per_op + ($m[0] | '"$REDIS_US"')) /
+         ($s[0].bottleneck.generator.cpu_us_per_op + ($s[0] | '"$REDIS_US"'))) as $total |
+        "throughput merged/single: ×\($tp * 100 | round / 100); loadgen CPU per op merged/single: ×\($cpu * 100 | round / 100); total (loadgen + Redis) CPU per op: ×\($total * 100 | round / 100)"'
 fi
