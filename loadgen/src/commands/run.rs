@@ -63,7 +63,9 @@ pub(crate) async fn run(
     let Started {
         dir,
         utc: started_utc,
-    } = opts.job.start("run", "", progress)?;
+    } = opts
+        .job
+        .start("run", &worker_prefix(opts.worker.as_ref()), progress)?;
     let target = match target::open(&opts.job.target, &s.redis, progress).await {
         Ok(t) => t,
         Err(e) => {
@@ -203,6 +205,12 @@ async fn measure(
         summary,
         dir: dir.to_path_buf(),
     })
+}
+
+/// A worker's results directory says which shard it holds (`w2of8-<scenario>-<UTC>`), so N
+/// workers writing under one `--out` are told apart at a glance.
+fn worker_prefix(w: Option<&WorkerInfo>) -> String {
+    w.map_or_else(String::new, |w| format!("w{}of{}-", w.index, w.count))
 }
 
 /// Sleeps until `at` (the shared start of a scale-out run); returns how many seconds late the
