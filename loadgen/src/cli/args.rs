@@ -37,6 +37,20 @@ pub(crate) enum Command {
     /// Run a workload bigger than maxmemory under each eviction policy: SAFE or UNSAFE for
     /// sessions and rate limits (exit 1 if one is UNSAFE)
     Evict(EvictArgs),
+    /// Merge the results directories of N scale-out workers (`run --worker I/N`) into one,
+    /// exactly: latency histograms added, counts and invariants summed (exit 1 if the merged run
+    /// fails, 2 if the directories are not one run)
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct MergeArgs {
+    /// The workers' results directories, one per worker index
+    #[arg(value_name = "DIR", required = true)]
+    pub(crate) dirs: Vec<PathBuf>,
+    /// The merged results directory to create
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
 }
 
 /// Text for people or JSON for scripts.
@@ -101,6 +115,19 @@ pub(crate) struct RunArgs {
     /// prove that a regression gate catches one). Timer resolution is about 1 ms.
     #[arg(long, value_name = "DURATION")]
     pub(crate) inject_delay: Option<String>,
+    /// Run shard I of N of a scale-out run (0-based), e.g. 2/8: its share of the users and rate,
+    /// its own slice of the keyspace. Also LOADGEN_WORKER=I/N, or JOB_COMPLETION_INDEX (a
+    /// Kubernetes Indexed Job) or NOMAD_ALLOC_INDEX with --workers N. Merge with `loadgen merge`.
+    #[arg(long, value_name = "I/N")]
+    pub(crate) worker: Option<String>,
+    /// The worker count when the index comes from JOB_COMPLETION_INDEX or NOMAD_ALLOC_INDEX
+    /// (also LOADGEN_WORKERS)
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<u32>,
+    /// Begin the load at this time (RFC 3339, e.g. 2026-11-30T12:00:00Z), after seeding, so every
+    /// worker measures the same wall-clock window. Also LOADGEN_START_AT.
+    #[arg(long, value_name = "RFC3339")]
+    pub(crate) start_at: Option<String>,
     #[command(flatten)]
     pub(crate) target: ScenarioFlags,
 }

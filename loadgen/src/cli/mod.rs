@@ -12,6 +12,7 @@ mod render;
 mod resolve;
 mod signals;
 pub(crate) mod values;
+mod worker;
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,7 +41,7 @@ fn dispatch(command: Command, env: &resolve::EnvUrl) -> Result<i32> {
     let progress = render::stderr_progress();
     match command {
         Command::Run(a) => {
-            let (opts, dry_run) = resolve::run(&a, env)?;
+            let (opts, dry_run) = resolve::run(&a, env, &worker::WorkerEnv::from_process())?;
             if dry_run {
                 render::out(&format!(
                     "{}\n",
@@ -99,6 +100,12 @@ fn dispatch(command: Command, env: &resolve::EnvUrl) -> Result<i32> {
             };
             render::out(&format!("{text}\n"));
             Ok(i32::from(c.regressions() > 0))
+        }
+        Command::Merge(a) => {
+            let opts = resolve::merge(&a)?;
+            let outcome = commands::merge::run(&opts, &progress)?;
+            render::run_summary(&outcome.summary, &outcome.dir);
+            Ok(outcome.exit_code())
         }
         Command::Doctor(a) => {
             let opts = resolve::doctor(&a, env)?;

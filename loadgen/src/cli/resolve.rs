@@ -9,14 +9,17 @@ use cache::RedisUrl;
 use serde_json::json;
 
 use super::args::{
-    By, CapacityArgs, CompareArgs, DoctorArgs, EvictArgs, RunArgs, ScenarioFlags, SweepArgs,
+    By, CapacityArgs, CompareArgs, DoctorArgs, EvictArgs, MergeArgs, RunArgs, ScenarioFlags,
+    SweepArgs,
 };
 use super::values;
+use super::worker::{self, WorkerEnv};
 use crate::commands::Job;
 use crate::commands::capacity::CapacityOptions;
 use crate::commands::compare::CompareOptions;
 use crate::commands::doctor::DoctorOptions;
 use crate::commands::evict::{Case, DEFAULT_POLICIES, EvictOptions};
+use crate::commands::merge::MergeOptions;
 use crate::commands::run::RunOptions;
 use crate::commands::sweep::{Plan, SweepFlags, SweepOptions};
 use crate::engine::target::TargetSpec;
@@ -61,7 +64,7 @@ fn load(file: &Path, sets: &[String], overrides: &[Override]) -> Result<Scenario
 }
 
 /// `loadgen run`: options, and whether this is a dry run.
-pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
+pub(crate) fn run(a: &RunArgs, env: &EnvUrl, workers: &WorkerEnv) -> Result<(RunOptions, bool)> {
     let mut overrides = Vec::new();
     if let Some(u) = a.users {
         overrides.push(Override::Users(u));
@@ -74,7 +77,19 @@ pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
     if let Some(r) = a.rate {
         overrides.push(Override::Rate(r));
     }
-    let scenario = load(&a.scenario, &a.target.set, &overrides)?;
+    let mut scenario = load(&a.scenario, &a.target.set, &overrides)?;
+    let start_at = worker::start_at(a.start_at.as_deref(), workers, std::time::SystemTime::now())
+        .map_err(Error::Usage)?;
+    let worker =
+        match worker::shard(a.worker.as_deref(), a.workers, workers).map_err(Error::Usage)? {
+            Some(shard) => {
+                let (sharded, mut info) = shard.apply(&scenario)?;
+                scenario = sharded;
+                info.start_at = start_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+                Some(info)
+            }
+            None => None,
+        };
     let inject_delay = a
         .inject_delay
         .as_deref()
@@ -91,6 +106,8 @@ pub(crate) fn run(a: &RunArgs, env: &EnvUrl) -> Result<(RunOptions, bool)> {
                 out: a.out.clone(),
             },
             inject_delay,
+            worker,
+            start_at,
         },
         a.dry_run,
     ))
@@ -114,6 +131,7 @@ pub(crate) fn dry_run_json(o: &RunOptions, tls_ca: Option<&Path>) -> String {
         "target": target,
         "results_under": j.out.display().to_string(),
         "inject_delay": o.inject_delay.map(|d| humantime::format_duration(d).to_string()),
+        "worker": o.worker,
         "tls_ca": tls_ca.map(|p| p.display().to_string()),
     }))
     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -274,5 +292,19 @@ pub(crate) fn doctor(a: &DoctorArgs, env: &EnvUrl) -> Result<DoctorOptions> {
     Ok(DoctorOptions {
         url,
         tls_ca_pem: read_ca(a.tls_ca.as_deref(), "cannot read it")?,
+    })
+}
+
+/// `loadgen merge`: the directories as given; `--out` must not already hold a run.
+pub(crate) fn merge(a: &MergeArgs) -> Result<MergeOptions> {
+    if a.out.join("summary.json").exists() {
+        return Err(Error::usage(format!(
+            "--out {}: already holds a summary.json: give a new directory for the merged run",
+            a.out.display()
+        )));
+    }
+    Ok(MergeOptions {
+        dirs: a.dirs.clone(),
+        out: a.out.clone(),
     })
 }

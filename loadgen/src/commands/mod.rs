@@ -14,11 +14,13 @@
 //! | [`evict`] | is this `maxmemory` + eviction policy safe for sessions and rate limits? |
 //! | [`compare`] | did this change make us slower (the CI regression gate)? |
 //! | [`doctor`] | can we reach it, and is it configured for sessions and rate limits? |
+//! | [`merge`] | what did N scale-out workers measure together, exactly? |
 
 pub(crate) mod capacity;
 pub(crate) mod compare;
 pub(crate) mod doctor;
 pub(crate) mod evict;
+pub(crate) mod merge;
 pub(crate) mod run;
 pub(crate) mod sweep;
 

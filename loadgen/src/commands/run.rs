@@ -12,7 +12,7 @@
 //! server is removed on every path.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +23,10 @@ use crate::engine::stepper::{StepOutcome, Stepper};
 use crate::engine::target::{self, Target};
 use crate::engine::{capacity, judge, redis_admin, results, sampler};
 use crate::error::{Error, Result};
+use crate::report::hlog;
 use crate::report::run::write_all;
 use crate::report::summary::{RedisReport, RunInfo, SCHEMA_VERSION, SloResult, Summary, Verdict};
+use crate::report::workers::WorkerInfo;
 
 /// Everything `run` needs, resolved at the edge.
 #[derive(Debug)]
@@ -32,6 +34,10 @@ pub(crate) struct RunOptions {
     pub(crate) job: Job,
     /// Added inside every operation's measured service time (a controlled slowdown).
     pub(crate) inject_delay: Option<Duration>,
+    /// A scale-out worker's shard (the scenario in `job` is already its share).
+    pub(crate) worker: Option<WorkerInfo>,
+    /// When the load begins (after seeding): the shared start of a scale-out run.
+    pub(crate) start_at: Option<SystemTime>,
 }
 
 /// A finished run: its summary (also written as `summary.json`) and where its files are.
@@ -57,7 +63,9 @@ pub(crate) async fn run(
     let Started {
         dir,
         utc: started_utc,
-    } = opts.job.start("run", "", progress)?;
+    } = opts
+        .job
+        .start("run", &worker_prefix(opts.worker.as_ref()), progress)?;
     let target = match target::open(&opts.job.target, &s.redis, progress).await {
         Ok(t) => t,
         Err(e) => {
@@ -110,8 +118,13 @@ async fn measure(
         return Err(Error::Interrupted);
     }
 
+    let late_s = match opts.start_at {
+        Some(at) => Some(wait_until(at, &cancel).await?),
+        None => None,
+    };
     let l = &s.load;
     progress.emit(Event::LoadStarted(l.clone()));
+    let attack_began = SystemTime::now();
     let step = stepper.step(l, &dir.join("goose-report.html")).await?;
     let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
     let nodes = redis_admin::node_reports(redis).await;
@@ -148,7 +161,7 @@ async fn measure(
         run: RunInfo {
             started_utc,
             results_dir: dir.display().to_string(),
-            model: if l.rate.is_some() { "open" } else { "closed" },
+            model: if l.rate.is_some() { "open" } else { "closed" }.into(),
             target_rate: l.rate,
             measured_seconds: (seconds * 1000.0).round() / 1000.0,
             measured_from_s: (window_from_s * 10.0).round() / 10.0,
@@ -181,11 +194,35 @@ async fn measure(
         errors: measured.errors(),
         environment: results::environment(redis_version, Some(calibration)),
         memory_projection,
+        worker: opts.worker.clone().map(|w| WorkerInfo { late_s, ..w }),
+        workers: None,
+        merge: None,
     };
     write_all(dir, &summary, &measured.histograms(), &measured.series)
+        .and_then(|()| hlog::write(&dir.join("latency.hlog"), attack_began, measured.hlog()))
         .map_err(|e| Error::write(dir, e))?;
     Ok(RunOutcome {
         summary,
         dir: dir.to_path_buf(),
     })
+}
+
+/// A worker's results directory says which shard it holds (`w2of8-<scenario>-<UTC>`), so N
+/// workers writing under one `--out` are told apart at a glance.
+fn worker_prefix(w: Option<&WorkerInfo>) -> String {
+    w.map_or_else(String::new, |w| format!("w{}of{}-", w.index, w.count))
+}
+
+/// Sleeps until `at` (the shared start of a scale-out run); returns how many seconds late the
+/// load begins (0 when on time: seeding finished first). Ctrl-C ends the wait.
+async fn wait_until(at: SystemTime, cancel: &CancellationToken) -> Result<f64> {
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => {
+            tokio::select! {
+                () = tokio::time::sleep(ahead) => Ok(0.0),
+                () = cancel.cancelled() => Err(Error::Interrupted),
+            }
+        }
+        Err(late) => Ok((late.duration().as_secs_f64() * 1000.0).round() / 1000.0),
+    }
 }

@@ -23,7 +23,7 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution as _, Normal, Zipf};
 
-use crate::scenario::{Distribution, KeyspaceConfig, Payload};
+use crate::scenario::{Distribution, KeyspaceConfig, Payload, SliceStart};
 
 /// A session this account holds, as the server remembers it.
 #[derive(Clone, Debug)]
@@ -156,6 +156,9 @@ pub(crate) struct Keyspace {
     payload_source: String,
     pub(crate) token_ttl: Duration,
     pub(crate) revoked_probe: f64,
+    /// This process's slice of the keyspace (a scale-out worker's): account `a` is user
+    /// `u{accounts + a}`, IP index `i` is address `client_ips + i`, so workers never share a key.
+    slice_from: SliceStart,
 }
 
 impl Keyspace {
@@ -186,6 +189,7 @@ impl Keyspace {
             payload_source,
             token_ttl: cfg.token_ttl.0,
             revoked_probe: cfg.revoked_probe,
+            slice_from: cfg.slice_from,
         }
     }
 
@@ -205,7 +209,7 @@ impl Keyspace {
     /// IPv6): keys only, never addresses anything is sent to.
     pub(crate) fn pick_ip(&self, rng: &mut SmallRng) -> (u32, String) {
         let i = self.ip_picker.pick(rng) as u32;
-        (i, ip_text(i))
+        (i, ip_text(self.slice_from.client_ips + i))
     }
 
     /// An endpoint of the keyspace, uniformly.
@@ -216,8 +220,9 @@ impl Keyspace {
         Some(&self.endpoints[rng.random_range(0..self.endpoints.len())])
     }
 
-    pub(crate) fn user_id(account: usize) -> String {
-        format!("u{account}")
+    /// The user id of account `a` (offset by this process's slice).
+    pub(crate) fn user_id(&self, a: usize) -> String {
+        format!("u{}", self.slice_from.accounts as usize + a)
     }
 
     pub(crate) fn payload(&self, rng: &mut SmallRng) -> &str {

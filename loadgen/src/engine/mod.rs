@@ -11,11 +11,13 @@
 //! | [`workload`] | the stores and the goose transaction: one weighted op, recorded |
 //! | [`keyspace`] | accounts, sessions and tokens as the simulated server remembers them |
 //! | [`seed`] | signing every account in before the load; the audit after it |
+//! | [`shard`] | a scale-out worker's share of the load and slice of the keyspace |
 //! | [`attack`] | one measured goose attack, cancellable |
 //! | [`stepper`] | attack after attack on one keyspace (sweep steps, eviction runs) |
 //! | [`status`] | the once-a-second tick behind the live status line |
 //! | [`pacing`] | open-model schedule; service vs response time (coordinated omission) |
 //! | [`record`] | HdrHistograms per op, per-second series |
+//! | [`intervals`] | the recorder's `latency.hlog` intervals (exact scale-out merges) |
 //! | [`invariants`] | lost sessions, rate-limit over-admission, revoked tokens that validate |
 //! | [`judge`] | SLO and invariant verdicts |
 //! | [`bottleneck`] | who was the limit: loadgen, Redis or neither, with the evidence |
@@ -36,6 +38,7 @@ pub(crate) mod bottleneck;
 pub(crate) mod capacity;
 pub(crate) mod clock;
 pub(crate) mod cpu;
+pub(crate) mod intervals;
 pub(crate) mod invariants;
 pub(crate) mod judge;
 pub(crate) mod keyspace;
@@ -46,6 +49,7 @@ pub(crate) mod redis_admin;
 pub(crate) mod results;
 pub(crate) mod sampler;
 pub(crate) mod seed;
+pub(crate) mod shard;
 pub(crate) mod status;
 pub(crate) mod stepper;
 pub(crate) mod target;

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::availability::{BUCKET_MS, Bucket};
+use super::intervals::{self, Cut, HlogInterval, Intervals};
+use crate::report::hlog;
 use crate::report::run::OpHistograms;
 use crate::report::summary::{ErrorClass, OpStats, Percentiles, SecondSample, SeriesReport};
 use crate::scenario::Op;
@@ -68,6 +70,8 @@ struct OpRec {
     lag: Histogram<u64>,
     /// Outcomes per 100 ms since the recorder started (warm-up included), for availability.
     timeline: Vec<Bucket>,
+    /// Measured since the last cut: the next `latency.hlog` interval.
+    cut: Cut,
 }
 
 impl OpRec {
@@ -86,6 +90,7 @@ impl OpRec {
             errors_by_class: BTreeMap::new(),
             lag: new_histogram(),
             timeline: Vec::new(),
+            cut: Cut::new(new_histogram()),
         }
     }
 }
@@ -138,6 +143,8 @@ pub(crate) struct Recorder {
     series: Mutex<Vec<[SecondSample; 7]>>,
     /// When recording started: the origin of the timeline and of the INFO series.
     pub(crate) started: Instant,
+    /// The `latency.hlog` intervals cut so far.
+    intervals: Intervals,
 }
 
 impl Recorder {
@@ -150,6 +157,7 @@ impl Recorder {
             },
             series: Mutex::new(Vec::new()),
             started: Instant::now(),
+            intervals: Intervals::new(),
         }
     }
 
@@ -191,6 +199,7 @@ impl Recorder {
         }
         rec.service.saturating_record(s);
         rec.response.saturating_record(r);
+        rec.cut.record(s, r);
         rec.lag.saturating_record(r.saturating_sub(s));
         rec.count += 1;
         match outcome {
@@ -234,6 +243,7 @@ impl Recorder {
             rec.tick_service.reset();
             rec.tick_response.reset();
         }
+        self.cut_interval();
         t.p99_us = if all.is_empty() {
             0
         } else {
@@ -254,8 +264,19 @@ impl Recorder {
         t
     }
 
+    /// Ends the current `latency.hlog` interval (ops with nothing measured are skipped).
+    fn cut_interval(&self) {
+        self.intervals.cut(|| {
+            Op::ALL
+                .iter()
+                .filter_map(|&op| Some((op, self.op(op).cut.take()?)))
+                .collect()
+        });
+    }
+
     /// Everything measured in the window.
     pub(crate) fn finish(&self) -> Measured {
+        self.cut_interval();
         let ops = Op::ALL
             .iter()
             .map(|&op| {
@@ -281,6 +302,7 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            intervals: self.intervals.take_all(),
         }
     }
 }
@@ -302,6 +324,8 @@ pub(crate) struct OpMeasured {
 pub(crate) struct Measured {
     pub(crate) ops: Vec<OpMeasured>,
     pub(crate) series: Vec<[SecondSample; 7]>,
+    /// The measured window in `latency.hlog` intervals (see [`Measured::hlog`]).
+    pub(crate) intervals: Vec<HlogInterval>,
 }
 
 impl Measured {
@@ -435,6 +459,11 @@ impl Measured {
             }
         }
         out
+    }
+
+    /// The `latency.hlog` intervals (per tag they add up to the op's measured histogram).
+    pub(crate) fn hlog(&self) -> impl Iterator<Item = hlog::Interval> + '_ {
+        intervals::decoded(&self.intervals)
     }
 
     /// The histograms of every op that ran, for the `.hgrm` files.

@@ -65,16 +65,17 @@ pub(crate) fn create_subdir(dir: &Path, sub: &str) -> Result<PathBuf> {
 /// This machine and build, for the results.
 pub(crate) fn environment(redis_version: String, calibration: Option<Calibration>) -> Environment {
     Environment {
-        loadgen_version: env!("CARGO_PKG_VERSION"),
+        loadgen_version: env!("CARGO_PKG_VERSION").into(),
         build: if cfg!(debug_assertions) {
             "debug"
         } else {
             "release"
-        },
+        }
+        .into(),
         redis_version,
         cpu_count: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        os: std::env::consts::OS,
-        arch: std::env::consts::ARCH,
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
         calibration,
         loadgen_peak_rss_bytes: peak_rss(),
     }

@@ -59,7 +59,7 @@ pub(crate) fn point(t: f64, node: String, info: &Info) -> InfoPoint {
         role: info.get("role").unwrap_or_default().to_string(),
         values: SERIES_FIELDS
             .iter()
-            .filter_map(|f| Some((*f, info.num(f)?)))
+            .filter_map(|f| Some((f.to_string(), info.num(f)?)))
             .collect(),
     }
 }
@@ -239,7 +239,7 @@ mod tests {
             node: node.into(),
             run_id: run.into(),
             role: "master".into(),
-            values: BTreeMap::from([("keyspace_hits", hits)]),
+            values: BTreeMap::from([("keyspace_hits".to_string(), hits)]),
         };
         // One server: after − before.
         let (d, _) = deltas(

@@ -23,7 +23,6 @@ use futures_util::stream::{self, StreamExt};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::keyspace::Keyspace;
 use super::progress::{Event, Progress};
 use super::workload::{Workload, login_session};
 
@@ -97,7 +96,7 @@ pub(crate) async fn seed(
                 }
                 let a = i / per;
                 let mut rng = SmallRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x2545_F491));
-                let user = Keyspace::user_id(a);
+                let user = ks.user_id(a);
                 let (_, ip) = ks.pick_ip(&mut rng);
                 let sent = Instant::now();
                 match w

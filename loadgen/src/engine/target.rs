@@ -261,7 +261,7 @@ pub(crate) async fn calibrate(redis: &Redis, budget: Duration, max_ops: u64) -> 
     let seconds = start.elapsed().as_secs_f64();
     let ops = done.load(Ordering::Relaxed);
     Calibration {
-        command: "PING",
+        command: "PING".into(),
         concurrency: CALIBRATION_CONCURRENCY,
         ops,
         seconds: (seconds * 1000.0).round() / 1000.0,

@@ -397,7 +397,7 @@ impl Workload {
         if !self.check((ip_index, &ip), "signin", sent).await? {
             return Ok(Outcome::Denied);
         }
-        let user_id = Keyspace::user_id(a);
+        let user_id = ks.user_id(a);
         let create_sent = Instant::now();
         let (id, _) = self
             .sessions
@@ -418,7 +418,7 @@ impl Workload {
         let token = Keyspace::new_token(rng);
         let exp = unix_now() + self.keyspace.token_ttl.as_secs();
         self.tokens
-            .put(&token, &claims(Keyspace::user_id(a), exp))
+            .put(&token, &claims(self.keyspace.user_id(a), exp))
             .await?;
         Ok(TokenSlot { token, exp })
     }
@@ -541,7 +541,7 @@ impl Workload {
         let purge = ks.begin_purge(a);
         let r = self
             .sessions
-            .destroy_all_for_user(&Keyspace::user_id(a))
+            .destroy_all_for_user(&self.keyspace.user_id(a))
             .await;
         let completed = Instant::now();
         let alone = ks.end_purge(a, &purge, completed);

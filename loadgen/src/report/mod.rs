@@ -18,6 +18,8 @@
 //! | [`doctor`] | `loadgen doctor`'s findings |
 //! | [`compare`] | `loadgen compare`'s Markdown and JSON |
 //! | [`read`] | reading `summary.json` back |
+//! | [`workers`] | a scale-out worker's shard and a merged run's workers (in `summary.json`) |
+//! | [`hlog`] | `latency.hlog`: HdrHistogram interval logs, written and read |
 //! | [`hgrm`], [`chart`], [`markdown`], [`console`], [`fmt`] | the pieces the renderers share |
 
 pub mod capacity;
@@ -28,11 +30,13 @@ pub mod doctor;
 pub mod evict;
 pub mod fmt;
 pub mod hgrm;
+pub mod hlog;
 pub mod html;
 pub(crate) mod markdown;
 pub mod read;
 pub mod run;
 pub mod summary;
 pub mod sweep;
+pub mod workers;
 
 pub use summary::{SCHEMA_VERSION, Summary};

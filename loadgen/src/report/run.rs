@@ -78,6 +78,10 @@ pub fn markdown(s: &Summary) -> String {
         ]);
     }
     let _ = writeln!(o, "## Verdicts\n\n{}", t.render());
+    o.push_str(&super::workers::markdown(
+        s.worker.as_ref(),
+        s.merge.as_ref(),
+    ));
 
     o.push_str(&bottleneck_md(&s.bottleneck));
     o.push_str(&availability_md(&s.availability));

@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::capacity::CapacityReport;
+use super::workers::{MergeReport, WorkerInfo};
 use crate::scenario::Scenario;
 
 /// Bumped on incompatible changes to `summary.json`. 2: verdicts carry `id`, `checked` and
@@ -19,7 +20,7 @@ use crate::scenario::Scenario;
 /// grouped by class; the run's bottleneck, primaries and unavailability windows are reported.
 pub const SCHEMA_VERSION: u32 = 2;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Summary {
     pub schema_version: u32,
     pub scenario: ScenarioInfo,
@@ -42,11 +43,22 @@ pub struct Summary {
     pub environment: Environment,
     /// Bytes per session/token/counter measured on the target and what fits in its maxmemory
     /// (`loadgen capacity`'s report). Absent when it could not be measured.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Not read back: `loadgen merge` does not project a merged run's memory (each worker
+    /// measured its own slice of the keyspace).
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub memory_projection: Option<CapacityReport>,
+    /// A scale-out worker's shard (`loadgen run --worker I/N`); absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerInfo>,
+    /// A merged run (`loadgen merge`): how many workers it adds up; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// A merged run: each worker's identity, figures and verdicts, clock skew, what was merged how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeReport>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ScenarioInfo {
     pub name: String,
     pub file: String,
@@ -64,7 +76,7 @@ impl ScenarioInfo {
     }
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct TargetInfo {
     /// Redacted: a password shows as `***`.
     pub url: String,
@@ -74,12 +86,12 @@ pub struct TargetInfo {
     pub throwaway: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct RunInfo {
     pub started_utc: String,
     pub results_dir: String,
     /// `closed` (next op when the last one ends) or `open` (paced to `target_rate`).
-    pub model: &'static str,
+    pub model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
     /// Length of the measured window actually observed, seconds.
@@ -95,7 +107,7 @@ pub struct RunInfo {
     pub redis_clock_offset_ms: Option<f64>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct OpStats {
     pub count: u64,
     pub errors: u64,
@@ -109,7 +121,7 @@ pub struct OpStats {
 }
 
 /// Percentiles of one histogram, µs.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
     pub p50_us: u64,
     pub p90_us: u64,
@@ -135,7 +147,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct SloResult {
     pub passed: bool,
     pub verdicts: Vec<Verdict>,
@@ -143,7 +155,7 @@ pub struct SloResult {
 
 /// How a check came out. `NotChecked` means it judged nothing (`checked` = 0): it is never shown
 /// as a pass, and fails the run when the scenario requires the check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,
@@ -163,7 +175,7 @@ impl Status {
 
 /// One SLO or invariant, judged: the bound and the observed value side by side, and how much it
 /// judged.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verdict {
     /// Stable identifier (`lost_sessions`, `error_rate`, `latency.page_view.p99.response`...);
     /// `[slo] require = [...]` names these.
@@ -191,7 +203,7 @@ impl Verdict {
 
 /// Promises the stores make, counted from the client side (see `engine::invariants`), each with
 /// how much it judged.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct InvariantCounts {
     pub lost_sessions: u64,
     /// Sessions the model expected alive that were read, destroyed or logged out everywhere.
@@ -223,7 +235,7 @@ impl InvariantCounts {
 
 /// Which component limited the run, with the evidence and the rule that decided
 /// (`engine::bottleneck` states the rules and thresholds).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Bottleneck {
     pub verdict: Limit,
     /// The rule that decided, in words, with its figures.
@@ -249,7 +261,7 @@ pub struct Bottleneck {
 }
 
 /// The component that was the limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     /// loadgen (or the machine it shares with Redis): add workers or cores before reading the
@@ -275,7 +287,7 @@ impl Limit {
 }
 
 /// loadgen's own CPU over the attack.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GeneratorUse {
     pub cpu_seconds: f64,
     /// Cores it could use (affinity and cgroup quota), fractional.
@@ -289,14 +301,14 @@ pub struct GeneratorUse {
     pub throttled: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ThreadUse {
     pub name: String,
     pub utilisation: f64,
 }
 
 /// Redis's CPU over the attack, from `INFO cpu`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServerUse {
     /// The main thread's share of one core (`used_cpu_*_main_thread`).
     pub main_thread_utilisation: f64,
@@ -306,7 +318,7 @@ pub struct ServerUse {
 }
 
 /// `PING` round trips on the probe's own connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeUse {
     /// Median before the load.
     pub idle_p50_us: Option<u64>,
@@ -316,7 +328,7 @@ pub struct ProbeUse {
 }
 
 /// When Redis was unavailable during a run, and which primary served when.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Availability {
     /// Seconds of unavailability, all windows together.
     pub unavailable_s: f64,
@@ -329,7 +341,7 @@ pub struct Availability {
 }
 
 /// A stretch of time in which operations failed because Redis was not there.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Window {
     /// Seconds since the attack started (warm-up included), to 0.1 s.
     pub start_s: f64,
@@ -343,7 +355,7 @@ pub struct Window {
 }
 
 /// A node that served, from when to when (`INFO` samples, seconds since the attack started).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PrimarySpan {
     pub node: String,
     pub run_id: String,
@@ -352,7 +364,7 @@ pub struct PrimarySpan {
 }
 
 /// The node serving changed (a failover), or restarted (`restarted`: same address, new run_id).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Switch {
     pub at_s: f64,
     pub from: String,
@@ -361,14 +373,14 @@ pub struct Switch {
 }
 
 /// Errors of one class on one operation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorClass {
     pub count: u64,
     /// The first message seen (at most 300 characters; messages never carry secrets).
     pub example: String,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct RedisReport {
     pub version: String,
     pub before: BTreeMap<String, f64>,
@@ -390,7 +402,7 @@ pub struct RedisReport {
 }
 
 /// One primary as the run left it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeReport {
     pub address: String,
     /// Slot ranges (`0-5460 7000`), for a cluster's primaries.
@@ -402,7 +414,7 @@ pub struct NodeReport {
 }
 
 /// One `cmdstat_<name>` line (or its change over a run).
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CommandStat {
     pub calls: u64,
     pub usec: u64,
@@ -410,7 +422,7 @@ pub struct CommandStat {
 }
 
 /// One `INFO` sample of the series.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InfoPoint {
     /// Seconds since the attack started.
     pub t: f64,
@@ -420,18 +432,18 @@ pub struct InfoPoint {
     pub run_id: String,
     /// `master` or `slave`, as `INFO` says.
     pub role: String,
-    pub values: BTreeMap<&'static str, f64>,
+    pub values: BTreeMap<String, f64>,
 }
 
 /// Mean `MEMORY USAGE` of the keys of one kind.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyCost {
     pub mean_bytes: f64,
     pub samples: usize,
 }
 
 /// Per-second samples over the measured window, per op (index = second).
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct SeriesReport {
     pub interval_seconds: u32,
     pub throughput: BTreeMap<String, Vec<u64>>,
@@ -442,7 +454,7 @@ pub struct SeriesReport {
 }
 
 /// One second of one operation, as kept in the series.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct SecondSample {
     pub count: u64,
     pub errors: u64,
@@ -451,15 +463,15 @@ pub struct SecondSample {
     pub service_p99_us: u64,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Environment {
-    pub loadgen_version: &'static str,
+    pub loadgen_version: String,
     /// `release` or `debug`: compare numbers only between equal builds.
-    pub build: &'static str,
+    pub build: String,
     pub redis_version: String,
     pub cpu_count: usize,
-    pub os: &'static str,
-    pub arch: &'static str,
+    pub os: String,
+    pub arch: String,
     /// Raw PING rate at fixed concurrency against the same target, measured before the load.
     pub calibration: Option<Calibration>,
     /// loadgen's own peak resident memory (VmHWM), bytes; Linux only.
@@ -467,9 +479,9 @@ pub struct Environment {
 }
 
 /// Raw `PING` throughput at a fixed concurrency.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibration {
-    pub command: &'static str,
+    pub command: String,
     pub concurrency: usize,
     pub ops: u64,
     pub seconds: f64,

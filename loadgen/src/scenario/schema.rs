@@ -137,6 +137,17 @@ pub struct KeyspaceConfig {
     pub token_ttl: Dur,
     /// Fraction of `api_call`s that present a token revoked earlier in the run (must be refused).
     pub revoked_probe: f64,
+    /// Where this process's accounts and client IPs start: 0 for a whole run; a scale-out worker's
+    /// slice of the keyspace (set by `--worker`, never read from a file, never written back).
+    #[serde(skip)]
+    pub slice_from: SliceStart,
+}
+
+/// The first account id and client IP index of a keyspace slice (see [`KeyspaceConfig::slice_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SliceStart {
+    pub accounts: u32,
+    pub client_ips: u32,
 }
 
 impl Default for KeyspaceConfig {
@@ -154,6 +165,7 @@ impl Default for KeyspaceConfig {
             session_absolute_lifetime: Dur(Duration::from_secs(24 * 3600)),
             token_ttl: Dur(Duration::from_secs(3600)),
             revoked_probe: 0.05,
+            slice_from: SliceStart::default(),
         }
     }
 }
