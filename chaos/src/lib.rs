@@ -20,6 +20,7 @@
 
 pub mod checker;
 pub mod client;
+pub mod cluster_check;
 pub mod db;
 pub mod events;
 pub mod experiment;

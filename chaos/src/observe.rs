@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cache::{KeySchema, Redis, RedisUrl, TokenStatus};
+use cache::{KeySchema, RedisUrl, TokenStatus};
 use serde::Serialize;
 
 use crate::client::{Client, RATE_WINDOW};
@@ -69,7 +69,12 @@ pub async fn final_state(
         .enumerate()
         .filter(|(_, s)| !s.short && s.created_ms + ttl_ms > now)
         .collect::<Vec<_>>()
-        .chunks(200)
+        // A cluster pipeline goes to one node: one key per round trip there.
+        .chunks(if db.spec.kind == TopologyKind::Cluster {
+            1
+        } else {
+            200
+        })
     {
         let mut pipe = redis::pipe();
         for (_, s) in chunk {
@@ -103,7 +108,12 @@ pub async fn final_state(
         state.revocations_checked += 1;
     }
     let pattern = keys.pattern_all();
-    if let Err(e) = scan_ttls(&client.redis, &pattern, &mut state).await {
+    let scanned = if db.spec.kind == TopologyKind::Cluster {
+        scan_cluster(db, &pattern, &mut state).await
+    } else {
+        scan_ttls(&mut client.redis.clone(), &pattern, &mut state).await
+    };
+    if let Err(e) = scanned {
         state.error = Some(format!("scanning {pattern} keys: {e}"));
     }
     state
@@ -115,6 +125,7 @@ async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Clie
     while tokio::time::Instant::now() < deadline {
         let primary_ok = match db.spec.kind {
             TopologyKind::Standalone => true,
+            TopologyKind::Cluster => db.cluster_settled().await,
             TopologyKind::Sentinel => match db.sentinel_primary().await {
                 Some(port) => db.role(port).await.as_deref() == Some("master"),
                 None => false,
@@ -136,8 +147,11 @@ async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Clie
 
 /// SCAN `pattern` (every key of the stores) on the primary: keys without TTL, rate-limit counters
 /// beyond their window.
-async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redis::RedisResult<()> {
-    let mut conn = redis.clone();
+async fn scan_ttls(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+    state: &mut FinalState,
+) -> redis::RedisResult<()> {
     let window_ms = RATE_WINDOW.as_millis() as i64;
     let mut cursor: u64 = 0;
     loop {
@@ -147,14 +161,14 @@ async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redi
             .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("PTTL").arg(k);
             }
-            let ttls: Vec<i64> = pipe.query_async(&mut conn).await?;
+            let ttls: Vec<i64> = pipe.query_async(conn).await?;
             for (k, ttl) in keys.iter().zip(ttls) {
                 state.keys_scanned += 1;
                 if ttl == -1 {
@@ -170,4 +184,17 @@ async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redi
             return Ok(());
         }
     }
+}
+
+/// [`scan_ttls`] on every primary of a cluster (each holds only its own slots' keys).
+async fn scan_cluster(db: &Db, pattern: &str, state: &mut FinalState) -> redis::RedisResult<()> {
+    let view = db.cluster_view().await.unwrap_or_default();
+    for n in view
+        .iter()
+        .filter(|n| n.master && !n.fail && !n.slots.is_empty())
+    {
+        let mut conn = db.connection(n.port).await?;
+        scan_ttls(&mut conn, pattern, state).await?;
+    }
+    Ok(())
 }

@@ -22,9 +22,10 @@ use futures_util::future::try_join_all;
 
 use crate::checker::{Evidence, judge};
 use crate::client::Client;
+use crate::db::cluster::ClusterWatch;
 use crate::db::{BackendKind, Db, NodeInfo};
 use crate::events::SentinelWatch;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, TopologyKind};
 use crate::generator::Generator;
 use crate::guard::{AbortOnDrop, Pending};
 use crate::history::{Clock, History};
@@ -58,6 +59,8 @@ pub struct Finishing {
     /// The URL every client used; parsed once, printed (redacted) into the report.
     url: RedisUrl,
     watch: SentinelWatch,
+    /// On a cluster topology: the `CLUSTER NODES` poller (see [`crate::db::cluster`]).
+    cluster_watch: Option<ClusterWatch>,
     prober: TtlProber,
     nemesis: AbortOnDrop<Rejoins>,
 }
@@ -127,6 +130,8 @@ impl Prepared {
         let clock = Clock::start();
         let sentinels = db.sentinels().map(|n| (n.name.clone(), n.port)).collect();
         let watch = SentinelWatch::start(sentinels, clock, history.clone()).await;
+        let cluster_watch = (db.spec.kind == TopologyKind::Cluster)
+            .then(|| ClusterWatch::start(db.clone(), clock, history.clone()));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let prober = TtlProber::start(
             prober_client.redis.clone(),
@@ -158,6 +163,7 @@ impl Prepared {
             history,
             url,
             watch,
+            cluster_watch,
             prober,
             nemesis,
         })
@@ -179,6 +185,7 @@ impl Finishing {
             history,
             url,
             watch,
+            cluster_watch,
             prober,
             mut nemesis,
         } = self;
@@ -198,13 +205,13 @@ impl Finishing {
             final_state(&db, &url, &exp.workload, clock, &history)
         );
         // Stopped last, so Sentinel's late events (+convert-to-slave) are in the timeline.
-        drop(watch);
+        drop((watch, cluster_watch));
 
         let ops = history.ops();
         let sessions = history.sessions();
         let faults = history.faults();
         let sentinel_events = history.sentinel_events();
-        let verdict = judge(&Evidence {
+        let evidence = Evidence {
             experiment: &exp,
             ops: &ops,
             sessions: &sessions,
@@ -213,7 +220,11 @@ impl Finishing {
             probes: &probes,
             final_state: &final_state,
             initial_primary_port: db.nodes[0].port,
-        });
+        };
+        let mut verdict = judge(&evidence);
+        if db.spec.kind == TopologyKind::Cluster {
+            crate::cluster_check::refine(&mut verdict, &evidence);
+        }
         let fmt = time::format_description::well_known::Rfc3339;
         let report = Report {
             schema_version: SCHEMA_VERSION,

@@ -84,7 +84,15 @@ pub fn split_image(image: &str) -> (String, String) {
     }
 }
 
-fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option<u16>) -> String {
+/// One data node's config. `bus_port`: a cluster node's bus port, one we chose free (the default,
+/// port + 10000, may be taken or beyond 65535 under host networking).
+fn redis_conf(
+    spec: &TopologySpec,
+    port: u16,
+    password: &str,
+    replica_of: Option<u16>,
+    bus_port: Option<u16>,
+) -> String {
     let mut lines = vec![
         format!("port {port}"),
         "bind 127.0.0.1".into(),
@@ -106,6 +114,14 @@ fn redis_conf(spec: &TopologySpec, port: u16, password: &str, replica_of: Option
     });
     if let Some(p) = replica_of {
         lines.push(format!("replicaof 127.0.0.1 {p}"));
+    }
+    if spec.kind == TopologyKind::Cluster {
+        // In /data, the container's writable layer: `docker start` keeps the node's identity.
+        lines.extend([
+            "cluster-enabled yes".into(),
+            "cluster-config-file nodes.conf".into(),
+        ]);
+        lines.extend(bus_port.map(|b| format!("cluster-port {b}")));
     }
     lines.extend(
         data_directives(spec)
@@ -228,9 +244,20 @@ impl DockerNodes {
             run_id: run_id.to_string(),
         };
         let sentinel = spec.kind == TopologyKind::Sentinel;
-        let (data_count, sentinel_count) = if sentinel { (3, 3) } else { (1, 0) };
-        let ports = free_ports(data_count + sentinel_count)?;
-        let (data_ports, sentinel_ports) = ports.split_at(data_count);
+        let (data_count, sentinel_count) = match spec.kind {
+            TopologyKind::Sentinel => (3, 3),
+            TopologyKind::Standalone => (1, 0),
+            TopologyKind::Cluster => (super::cluster::NODES, 0),
+        };
+        let replica_of = |i: usize| (sentinel && i > 0).then_some(i);
+        let bus_count = if spec.kind == TopologyKind::Cluster {
+            data_count
+        } else {
+            0
+        };
+        let ports = free_ports(data_count + sentinel_count + bus_count)?;
+        let (data_ports, rest) = ports.split_at(data_count);
+        let (sentinel_ports, bus_ports) = rest.split_at(sentinel_count);
         let primary_port = data_ports[0];
         let node = |name: String, kind, port, binary, conf_name, conf| {
             let info = NodeInfo {
@@ -250,7 +277,13 @@ impl DockerNodes {
             .iter()
             .enumerate()
             .map(|(i, &port)| {
-                let conf = redis_conf(spec, port, password, (i > 0).then_some(primary_port));
+                let conf = redis_conf(
+                    spec,
+                    port,
+                    password,
+                    replica_of(i).map(|_| primary_port),
+                    bus_ports.get(i).copied(),
+                );
                 let name = format!("redis-{i}");
                 node(
                     name,
