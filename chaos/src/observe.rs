@@ -80,7 +80,16 @@ pub async fn final_state(
         for (_, s) in chunk {
             pipe.cmd("EXISTS").arg(keys.session(s.id.expose()));
         }
-        match pipe.query_async::<Vec<i64>>(&mut conn).await {
+        // EXISTS is idempotent: a read timed out on a loaded machine is simply asked again.
+        let mut found = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        for _ in 0..3 {
+            if found.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            found = pipe.query_async::<Vec<i64>>(&mut conn).await;
+        }
+        match found {
             Ok(found) => {
                 state.checked_sessions += chunk.len();
                 for ((i, _), f) in chunk.iter().zip(found) {
