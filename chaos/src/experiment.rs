@@ -41,12 +41,14 @@ pub struct Experiment {
     pub expect: Expectations,
 }
 
-/// `sentinel` (1 primary, 2 replicas, 3 sentinels) or `standalone` (one primary).
+/// `sentinel` (1 primary, 2 replicas, 3 sentinels), `standalone` (one primary) or `cluster`
+/// (3 primaries × 1 replica, Redis Cluster, no sentinels: see [`crate::db::cluster`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TopologyKind {
     Sentinel,
     Standalone,
+    Cluster,
 }
 
 /// What the data nodes write to disk.
@@ -114,6 +116,14 @@ pub struct TopologySpec {
     /// bridge network instead of host networking (see `db::network`).
     #[serde(skip)]
     pub bridge_network: bool,
+    /// `cluster-node-timeout` of every node of a `cluster` topology (ms): how long a primary
+    /// must be unreachable before the others mark it failed and its replica runs for election.
+    #[serde(default = "default_cluster_node_timeout")]
+    pub cluster_node_timeout_ms: u64,
+}
+
+fn default_cluster_node_timeout() -> u64 {
+    2000
 }
 
 fn default_down_after() -> u64 {
@@ -420,10 +430,22 @@ impl Experiment {
                 "between 100 and 60000 (milliseconds), or absent for Sentinel's defaults",
             );
         }
-        if t.kind == TopologyKind::Standalone && periods.iter().any(Option::is_some) {
+        if t.kind != TopologyKind::Sentinel && periods.iter().any(Option::is_some) {
             return bad(
                 "topology.sentinel_info_period_ms / sentinel_publish_period_ms",
-                "nothing: a standalone topology has no Sentinel",
+                "nothing: only a sentinel topology has Sentinel",
+            );
+        }
+        if !(100..=60_000).contains(&t.cluster_node_timeout_ms) {
+            return bad(
+                "topology.cluster_node_timeout_ms",
+                "between 100 and 60000 (milliseconds)",
+            );
+        }
+        if t.kind == TopologyKind::Cluster && t.min_replicas_to_write > 1 {
+            return bad(
+                "topology.min_replicas_to_write",
+                "0 or 1 (each cluster primary has 1 replica)",
             );
         }
         if t.min_replicas_to_write > 2 {
@@ -452,6 +474,12 @@ impl Experiment {
             let field = format!("fault[{i}]");
             if f.at > self.duration {
                 return bad(&format!("{field}.at"), "a time within `duration`");
+            }
+            if self.topology.kind == TopologyKind::Cluster && f.target == FaultTarget::Sentinels {
+                return bad(
+                    &format!("{field}.target"),
+                    "`primary`, `replica`, `faulted` or `all` (a cluster topology has no sentinels)",
+                );
             }
             if self.topology.kind == TopologyKind::Standalone
                 && matches!(f.target, FaultTarget::Replica | FaultTarget::Sentinels)

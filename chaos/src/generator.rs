@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cache::{NewSession, SessionId};
+use cache::{KeySchema, NewSession, SessionId};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, ENDPOINT, expiry_in};
+use crate::db::cluster::key_slot;
 use crate::db::random_hex;
 use crate::history::{AckedWrite, Clock, History, Op, OpKind, Outcome, SessionRecord};
 
@@ -220,6 +221,7 @@ impl Worker {
             created_ms: invoke_ms,
             acked_ms: self.clock.now(),
             node_port: self.sent_to.or(self.client.node_port()),
+            slot: Some(key_slot(&KeySchema::default().session(id.expose()))),
         });
         if short {
             let _ = self.short_tx.send(index);

@@ -139,6 +139,10 @@ pub struct SessionRecord {
     /// Time of the `ok`.
     pub acked_ms: f64,
     pub node_port: Option<u16>,
+    /// The session key's Redis Cluster hash slot (kept, unlike the id, so a cluster history can
+    /// be re-judged by slot range; it says nothing about the id beyond 14 bits of a hash).
+    #[serde(default)]
+    pub slot: Option<u16>,
 }
 
 /// A write of any kind whose `ok` the client got: what the final reads look for.

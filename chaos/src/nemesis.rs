@@ -142,7 +142,7 @@ pub async fn run(
                 }
                 NodeAction::Restart | NodeAction::Resume | NodeAction::Heal => {
                     let was_primary = damaged.remove(&i).is_some_and(|d| d.was_primary);
-                    if was_primary && db.spec.kind == TopologyKind::Sentinel {
+                    if was_primary && db.spec.kind != TopologyKind::Standalone {
                         watches.push(AbortOnDrop::spawn(watch_rejoin(
                             db.clone(),
                             i,
@@ -218,7 +218,7 @@ async fn watch_rejoin(db: Arc<Db>, i: usize, clock: Clock, history: Arc<History>
             break ("rejoined-as-replica", None);
         }
         // No failover happened (e.g. quorum lost): the node is still the primary, rightly.
-        if role.as_deref() == Some("master") && db.sentinel_primary().await == Some(node.port) {
+        if role.as_deref() == Some("master") && db.current_primary().await == Some(i) {
             break ("still-primary", None);
         }
         if tokio::time::Instant::now() > deadline {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cache::{KeySchema, Redis, RedisUrl, TokenStatus};
+use cache::{KeySchema, RedisUrl, TokenStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, RATE_WINDOW};
@@ -59,12 +59,23 @@ pub async fn final_state(
         }
     };
     state.settled_ms = Some(clock.now());
-    if let Err(e) = read_back(&client, history, &mut state).await {
+    // A cluster pipeline goes to one node: one key per round trip there.
+    let per_call = if db.spec.kind == TopologyKind::Cluster {
+        1
+    } else {
+        200
+    };
+    if let Err(e) = read_back(&client, history, per_call, &mut state).await {
         state.error = Some(e);
         return state;
     }
     let pattern = KeySchema::default().pattern_all();
-    if let Err(e) = scan_ttls(&client.redis, &pattern, &mut state).await {
+    let scanned = if db.spec.kind == TopologyKind::Cluster {
+        scan_cluster(db, &pattern, &mut state).await
+    } else {
+        scan_ttls(&mut client.redis.clone(), &pattern, &mut state).await
+    };
+    if let Err(e) = scanned {
         state.error = Some(format!("scanning {pattern} keys: {e}"));
     }
     state
@@ -80,10 +91,11 @@ struct SessionSeen {
 async fn read_back(
     client: &Client,
     history: &History,
+    per_call: usize,
     state: &mut FinalState,
 ) -> Result<(), String> {
     let writes = history.writes();
-    let sessions = read_sessions(client, history, &writes).await?;
+    let sessions = read_sessions(client, history, &writes, per_call).await?;
     let mut tokens: HashMap<&str, TokenStatus> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
         let kept = match (w.kind, w.session, w.token.as_deref()) {
@@ -120,12 +132,14 @@ async fn read_back(
     Ok(())
 }
 
-/// `GET` of every session a write refers to, 200 per pipeline (raw reads: the store's own `get`
-/// would refresh the TTL).
+/// `GET` of every session a write refers to, `per_call` per pipeline (raw reads: the store's own
+/// `get` would refresh the TTL). A read that fails is asked again up to 3 times: `GET` is
+/// idempotent, and a timeout on a loaded machine must not cost the run its verdict.
 async fn read_sessions(
     client: &Client,
     history: &History,
     writes: &[AckedWrite],
+    per_call: usize,
 ) -> Result<HashMap<usize, SessionSeen>, String> {
     let keys = KeySchema::default();
     let mut wanted: Vec<usize> = writes.iter().filter_map(|w| w.session).collect();
@@ -133,7 +147,7 @@ async fn read_sessions(
     wanted.dedup();
     let mut seen = HashMap::new();
     let mut conn = client.redis.clone();
-    for chunk in wanted.chunks(200) {
+    for chunk in wanted.chunks(per_call) {
         let mut pipe = redis::pipe();
         let mut asked = Vec::new();
         for &i in chunk {
@@ -142,10 +156,15 @@ async fn read_sessions(
                 asked.push(i);
             }
         }
-        let values: Vec<Option<String>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| format!("reading sessions back: {e}"))?;
+        let mut values = pipe.query_async::<Vec<Option<String>>>(&mut conn).await;
+        for _ in 0..3 {
+            if values.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            values = pipe.query_async(&mut conn).await;
+        }
+        let values = values.map_err(|e| format!("reading sessions back: {e}"))?;
         for (i, v) in asked.into_iter().zip(values) {
             let authenticated = v
                 .as_deref()
@@ -170,6 +189,7 @@ async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Clie
     while tokio::time::Instant::now() < deadline {
         let primary_ok = match db.spec.kind {
             TopologyKind::Standalone => true,
+            TopologyKind::Cluster => db.cluster_settled().await,
             TopologyKind::Sentinel => match db.sentinel_primary().await {
                 Some(port) => db.role(port).await.as_deref() == Some("master"),
                 None => false,
@@ -191,8 +211,11 @@ async fn settle(db: &Db, url: &RedisUrl, workload: &WorkloadSpec) -> Result<Clie
 
 /// SCAN `pattern` (every key of the stores) on the primary: keys without TTL, rate-limit counters
 /// beyond their window.
-async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redis::RedisResult<()> {
-    let mut conn = redis.clone();
+async fn scan_ttls(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+    state: &mut FinalState,
+) -> redis::RedisResult<()> {
     let window_ms = RATE_WINDOW.as_millis() as i64;
     let mut cursor: u64 = 0;
     loop {
@@ -202,14 +225,14 @@ async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redi
             .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("PTTL").arg(k);
             }
-            let ttls: Vec<i64> = pipe.query_async(&mut conn).await?;
+            let ttls: Vec<i64> = pipe.query_async(conn).await?;
             for (k, ttl) in keys.iter().zip(ttls) {
                 state.keys_scanned += 1;
                 if ttl == -1 {
@@ -228,4 +251,17 @@ async fn scan_ttls(redis: &Redis, pattern: &str, state: &mut FinalState) -> redi
             return Ok(());
         }
     }
+}
+
+/// [`scan_ttls`] on every primary of a cluster (each holds only its own slots' keys).
+async fn scan_cluster(db: &Db, pattern: &str, state: &mut FinalState) -> redis::RedisResult<()> {
+    let view = db.cluster_view().await.unwrap_or_default();
+    for n in view
+        .iter()
+        .filter(|n| n.master && !n.fail && !n.slots.is_empty())
+    {
+        let mut conn = db.connection(n.port).await?;
+        scan_ttls(&mut conn, pattern, state).await?;
+    }
+    Ok(())
 }

@@ -22,9 +22,10 @@ use futures_util::future::try_join_all;
 
 use crate::checker::judge;
 use crate::client::Client;
+use crate::db::cluster::ClusterWatch;
 use crate::db::{BackendKind, Db, NodeInfo};
 use crate::events::SentinelWatch;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, TopologyKind};
 use crate::generator::Generator;
 use crate::guard::{AbortOnDrop, Pending};
 use crate::history::{Clock, History};
@@ -59,6 +60,8 @@ pub struct Finishing {
     /// The URL every client used; parsed once, printed (redacted) into the report.
     url: RedisUrl,
     watch: SentinelWatch,
+    /// On a cluster topology: the `CLUSTER NODES` poller (see [`crate::db::cluster`]).
+    cluster_watch: Option<ClusterWatch>,
     prober: TtlProber,
     nemesis: AbortOnDrop<Rejoins>,
     /// When the workload stopped, on the experiment clock.
@@ -130,6 +133,8 @@ impl Prepared {
         let clock = Clock::start();
         let sentinels = db.sentinels().map(|n| (n.name.clone(), n.port)).collect();
         let watch = SentinelWatch::start(sentinels, clock, history.clone()).await;
+        let cluster_watch = (db.spec.kind == TopologyKind::Cluster)
+            .then(|| ClusterWatch::start(db.clone(), clock, history.clone()));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let prober = TtlProber::start(
             prober_client.redis.clone(),
@@ -163,6 +168,7 @@ impl Prepared {
             history,
             url,
             watch,
+            cluster_watch,
             prober,
             nemesis,
         })
@@ -184,6 +190,7 @@ impl Finishing {
             history,
             url,
             watch,
+            cluster_watch,
             prober,
             mut nemesis,
             end_ms,
@@ -204,7 +211,7 @@ impl Finishing {
             final_state(&db, &url, &exp.workload, clock, &history)
         );
         // Stopped last, so Sentinel's late events (+convert-to-slave) are in the timeline.
-        drop(watch);
+        drop((watch, cluster_watch));
 
         let recorded = Recorded {
             schema_version: HISTORY_SCHEMA_VERSION,

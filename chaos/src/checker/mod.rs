@@ -17,8 +17,11 @@
 //!   newer `+switch-master` had already replaced), loss windows for persistence and partitions;
 //! - [`ttl`]: short sessions never expire early, never outlive T + tolerance, never get a longer
 //!   life (timed from the acknowledgement);
+//! - [`cluster`]: on a Redis Cluster, the write gap of the faulted slot range only, and how long
+//!   slots were unavailable;
 //! - [`keys`]: revocations kept, no key without TTL, rate-limit windows, the old primary's rejoin.
 
+pub mod cluster;
 pub mod keys;
 pub mod loss;
 pub mod timing;
@@ -29,6 +32,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::experiment::TopologyKind;
 use crate::history::{Op, Outcome};
 use crate::recorded::Recorded;
 
@@ -150,12 +154,16 @@ pub fn judge(h: &Recorded) -> Verdict {
     checks.extend(loss::checks(h, &mut m));
     checks.extend(ttl::checks(h, &m));
     checks.extend(keys::checks(h));
-    Verdict {
+    let mut verdict = Verdict {
         pass: !checks.iter().any(Check::fails_run),
         measures: m,
         checks,
         ops: op_stats(&h.ops),
+    };
+    if h.experiment.topology.kind == TopologyKind::Cluster {
+        cluster::refine(&mut verdict, h);
     }
+    verdict
 }
 
 fn op_stats(ops: &[Op]) -> BTreeMap<&'static str, OpStats> {

@@ -113,12 +113,15 @@ impl Net<'_> {
     }
 }
 
+/// One data node's config. `bus_port`: a cluster node's bus port, one we chose free (the default,
+/// port + 10000, may be taken or beyond 65535 under host networking).
 fn redis_conf(
     spec: &TopologySpec,
     port: u16,
     password: &str,
     replica_of: Option<(&str, u16)>,
     net: Net,
+    bus_port: Option<u16>,
 ) -> String {
     let mut lines = vec![
         format!("port {port}"),
@@ -141,6 +144,14 @@ fn redis_conf(
     });
     if let Some((host, p)) = replica_of {
         lines.push(format!("replicaof {host} {p}"));
+    }
+    if spec.kind == TopologyKind::Cluster {
+        // In /data, the container's writable layer: `docker start` keeps the node's identity.
+        lines.extend([
+            "cluster-enabled yes".into(),
+            "cluster-config-file nodes.conf".into(),
+        ]);
+        lines.extend(bus_port.map(|b| format!("cluster-port {b}")));
     }
     lines.extend(
         data_directives(spec)
@@ -308,9 +319,20 @@ impl DockerNodes {
         let network = self.network.clone();
         let net = network.as_deref().map_or(Net::Host, Net::Bridge);
         let sentinel = spec.kind == TopologyKind::Sentinel;
-        let (data_count, sentinel_count) = if sentinel { (3, 3) } else { (1, 0) };
-        let ports = free_ports(data_count + sentinel_count)?;
-        let (data_ports, sentinel_ports) = ports.split_at(data_count);
+        let (data_count, sentinel_count) = match spec.kind {
+            TopologyKind::Sentinel => (3, 3),
+            TopologyKind::Standalone => (1, 0),
+            TopologyKind::Cluster => (super::cluster::NODES, 0),
+        };
+        let replica_of = |i: usize| (sentinel && i > 0).then_some(i);
+        let bus_count = if spec.kind == TopologyKind::Cluster {
+            data_count
+        } else {
+            0
+        };
+        let ports = free_ports(data_count + sentinel_count + bus_count)?;
+        let (data_ports, rest) = ports.split_at(data_count);
+        let (sentinel_ports, bus_ports) = rest.split_at(sentinel_count);
         let primary_port = data_ports[0];
         let node = |name: String, kind, port, binary, conf_name, conf| {
             let info = NodeInfo {
@@ -330,7 +352,14 @@ impl DockerNodes {
         };
         let data_node = |i: usize, primary: Option<(&str, u16)>| {
             let port = data_ports[i];
-            let conf = redis_conf(spec, port, password, primary, net);
+            let conf = redis_conf(
+                spec,
+                port,
+                password,
+                primary,
+                net,
+                bus_ports.get(i).copied(),
+            );
             let name = format!("redis-{i}");
             node(
                 name,
@@ -346,7 +375,7 @@ impl DockerNodes {
         let primary_host = match net {
             Net::Host => {
                 let data = (0..data_count)
-                    .map(|i| data_node(i, (i > 0).then_some(("127.0.0.1", primary_port))));
+                    .map(|i| data_node(i, replica_of(i).map(|_| ("127.0.0.1", primary_port))));
                 self.start_wave(data.collect(), pw, image, pending, &mut infos)
                     .await?;
                 "127.0.0.1".to_string()
@@ -356,8 +385,8 @@ impl DockerNodes {
                     .await?;
                 let docker = engine().await.map_err(DbError::Environment)?;
                 let (ip, _) = network::inspect(&docker, self.containers[0].id(), name).await?;
-                let replicas =
-                    (1..data_count).map(|i| data_node(i, Some((ip.as_str(), primary_port))));
+                let replicas = (1..data_count)
+                    .map(|i| data_node(i, replica_of(i).map(|_| (ip.as_str(), primary_port))));
                 self.start_wave(replicas.collect(), pw, image, pending, &mut infos)
                     .await?;
                 ip

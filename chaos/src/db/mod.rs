@@ -18,6 +18,7 @@
 //! start-up and after every sentinel restart (they are not kept in its config file), identically
 //! for both backends.
 
+pub mod cluster;
 pub mod docker;
 pub mod network;
 pub mod process;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::Value;
+use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use crate::experiment::{TopologyKind, TopologySpec};
@@ -98,7 +100,8 @@ pub enum BackendKind {
 }
 
 /// How every data node is configured, whichever backend starts it: the guide's production
-/// settings, plus the experiment's persistence and `min-replicas-to-write`.
+/// settings, plus the experiment's persistence, `min-replicas-to-write` and, on a cluster,
+/// `cluster-node-timeout`.
 pub fn data_directives(spec: &TopologySpec) -> Vec<(String, String)> {
     let mut d = vec![
         ("maxmemory".into(), "256mb".into()),
@@ -114,6 +117,9 @@ pub fn data_directives(spec: &TopologySpec) -> Vec<(String, String)> {
             "min-replicas-max-lag".into(),
             spec.min_replicas_max_lag.to_string(),
         ));
+    }
+    if spec.kind == TopologyKind::Cluster {
+        d.extend(cluster::directives(spec));
     }
     d
 }
@@ -167,6 +173,10 @@ impl Db {
             inner,
             _pending: pending.clone(),
         };
+        if spec.kind == TopologyKind::Cluster {
+            let ports: Vec<u16> = db.data_nodes().map(|n| n.port).collect();
+            cluster::form(&ports, &db.password).await?;
+        }
         let tuned = join_all(db.sentinels().map(|s| db.tune_sentinel(s.port))).await;
         tuned.into_iter().collect::<Result<Vec<()>, DbError>>()?;
         db.wait_formed().await?;
@@ -212,6 +222,13 @@ impl Db {
                 format!("redis://:{pw}@{}/{SERVICE}", hosts.join(","))
             }
             TopologyKind::Standalone => format!("redis://:{pw}@127.0.0.1:{}", self.nodes[0].port),
+            TopologyKind::Cluster => {
+                let hosts: Vec<String> = self
+                    .data_nodes()
+                    .map(|n| format!("127.0.0.1:{}", n.port))
+                    .collect();
+                format!("redis://:{pw}@{}", hosts.join(","))
+            }
         }
     }
 
@@ -291,17 +308,20 @@ impl Db {
         None
     }
 
-    /// The primary right now: what Sentinel says, or the single node.
+    /// The primary right now: what Sentinel says, the single node, or the owner of slot 0.
     pub async fn current_primary(&self) -> Option<usize> {
         match self.spec.kind {
             TopologyKind::Standalone => Some(0),
+            TopologyKind::Cluster => {
+                self.node_by_port(cluster::owner(&self.cluster_view().await?, 0)?)
+            }
             TopologyKind::Sentinel => self.node_by_port(self.sentinel_primary().await?),
         }
     }
 
     async fn wait_formed(&self) -> Result<(), DbError> {
-        if self.spec.kind == TopologyKind::Standalone {
-            return Ok(());
+        if self.spec.kind != TopologyKind::Sentinel {
+            return Ok(()); // a cluster is formed by `cluster::form`
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -344,8 +364,14 @@ pub fn value_str(v: &Value) -> Option<String> {
     }
 }
 
-/// One command on `127.0.0.1:port` over a fresh connection.
-pub async fn query(port: u16, password: Option<&str>, args: &[&str]) -> redis::RedisResult<Value> {
+impl Db {
+    /// A connection of its own to one data node (for many commands in a row).
+    pub async fn connection(&self, port: u16) -> redis::RedisResult<MultiplexedConnection> {
+        connect(port, Some(&self.password)).await
+    }
+}
+
+async fn connect(port: u16, password: Option<&str>) -> redis::RedisResult<MultiplexedConnection> {
     use redis::IntoConnectionInfo;
     let mut info = redis::ConnectionAddr::Tcp("127.0.0.1".into(), port).into_connection_info()?;
     if let Some(pw) = password {
@@ -355,9 +381,14 @@ pub async fn query(port: u16, password: Option<&str>, args: &[&str]) -> redis::R
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(Some(Duration::from_secs(2)));
-    let mut conn = client
+    client
         .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+        .await
+}
+
+/// One command on `127.0.0.1:port` over a fresh connection.
+pub async fn query(port: u16, password: Option<&str>, args: &[&str]) -> redis::RedisResult<Value> {
+    let mut conn = connect(port, password).await?;
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);

@@ -89,7 +89,8 @@ impl ProcessNodes {
         let base = {
             let mut c = ServerConfig::default()
                 .password(password)
-                .persistence(spec.persistence.to_localredis());
+                .persistence(spec.persistence.to_localredis())
+                .cluster(spec.kind == TopologyKind::Cluster);
             for (k, v) in data_directives(spec) {
                 c = c.directive(k, v);
             }
@@ -99,6 +100,15 @@ impl ProcessNodes {
         let primary = blocking(pending, move || RedisServer::start(primary_cfg)).await?;
         let primary_port = primary.port();
         let mut nodes = vec![Node::Data(primary)];
+        if spec.kind == TopologyKind::Cluster {
+            // Five more equal nodes; `super::cluster::form` gives them their roles.
+            let others = try_join_all((1..super::cluster::NODES).map(|_| {
+                let cfg = base.clone();
+                blocking(pending, move || RedisServer::start(cfg))
+            }))
+            .await?;
+            nodes.extend(others.into_iter().map(Node::Data));
+        }
         if spec.kind == TopologyKind::Sentinel {
             let replicas = try_join_all((0..2).map(|_| {
                 let cfg = base.clone().replica_of("127.0.0.1", primary_port);
