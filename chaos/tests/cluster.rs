@@ -33,7 +33,7 @@ async fn cluster_primary_kill_fails_over_the_faulted_slots() {
         .iter()
         .find(|e| e.sentinel == "cluster" && e.event == "+switch-master")
         .expect("a new owner of the faulted slots");
-    assert!(switched.detail.starts_with("slots 0-5460 "), "{switched:?}");
+    assert!(switched.detail.starts_with("slots:0-5460 "), "{switched:?}");
     let faulted = &invariant(r, "cluster_faulted_slots").measured;
     assert_eq!(faulted["range"], "0-5460");
     assert!(

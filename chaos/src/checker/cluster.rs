@@ -28,9 +28,10 @@ fn faulted_range(h: &Recorded, fault_port: Option<u16>) -> Option<(u16, u16)> {
         .iter()
         .filter(|e| e.sentinel == "cluster" && e.event == "+switch-master")
         .find_map(|e| {
-            let mut w = e.detail.split_whitespace().skip(1);
-            let (range, old) = (w.next()?, w.next()?);
-            let old: u16 = old.rsplit(':').next()?.parse().ok()?;
+            // `slots:<first>-<last> <ip> <old port> <ip> <new port>` (see `db::cluster`).
+            let w: Vec<&str> = e.detail.split(' ').collect();
+            let range = w.first()?.strip_prefix("slots:")?;
+            let old: u16 = w.get(2)?.parse().ok()?;
             (Some(old) == fault_port).then_some(())?;
             let (a, b) = range.split_once('-')?;
             Some((a.parse().ok()?, b.parse().ok()?))

@@ -16,7 +16,7 @@
 //! announced, so the checker's definitions carry over unchanged:
 //! - a primary flagged `fail?` by some node → `+sdown`, flagged `fail` → `+odown`;
 //! - a new owner of a slot range (its replica promoted) → `+switch-master`
-//!   (detail `slots 0-5460 127.0.0.1:<old> -> 127.0.0.1:<new>`): failover time is fault → this;
+//!   (detail `slots:0-5460 127.0.0.1 <old> 127.0.0.1 <new>`, Sentinel's layout): failover time is fault → this;
 //! - a node's `cluster_state` changing → `+cluster-state` (detail `<node> fail` / `<node> ok`).
 
 use std::collections::BTreeMap;
@@ -271,7 +271,9 @@ async fn watch(db: Arc<Db>, clock: Clock, history: Arc<History>) {
                 if let Some(&old) = owners[r].last() {
                     record(
                         "+switch-master",
-                        format!("slots {first}-{last} 127.0.0.1:{old} -> 127.0.0.1:{p}"),
+                        // Laid out as Sentinel's `<name> <ip> <old> <ip> <new>`, so the checker
+                        // reads both alike.
+                        format!("slots:{first}-{last} 127.0.0.1 {old} 127.0.0.1 {p}"),
                     );
                 }
                 owners[r].push(p);
