@@ -122,13 +122,16 @@ fn knee_sentence(r: &SweepReport) -> String {
     let unit = if r.by == "users" { "users" } else { "ops/s" };
     match (&r.knee, &r.no_knee) {
         (Some(k), _) => format!(
-            "{:.0} {unit} offered, {:.0} ops/s achieved, p50 {}, p99 {}, step {}, limited by the {} (SLO: {})",
+            "{:.0} {unit} offered, {:.0} ops/s achieved, p50 {}, p99 {}, step {}, {} (SLO: {})",
             k.offered,
             k.achieved,
             fmt_us(k.p50_us),
             fmt_us(k.p99_us),
             k.step,
-            k.bottleneck.as_str(),
+            match k.bottleneck {
+                Limit::None => "the SLO broke before loadgen or Redis saturated".to_string(),
+                other => format!("limited by the {}", other.as_str()),
+            },
             r.slo.join(", ")
         ),
         (None, Some(n)) => match n.highest_passing_offered {
