@@ -115,7 +115,7 @@ fn file_rows() -> Vec<(&'static str, String, &'static str)> {
         ("duration over an hour", with("\"5s\"", "\"2h\""), "invalid `duration`: expected between \"1s\" and \"1h\""),
         ("duration without quotes and unit", with("\"5s\"", "5"), "line 2, column 12: expected a duration such as \"1500ms\" or \"3s\" (quoted, with a unit), got 5"),
         ("negative duration", with("\"5s\"", "\"-5s\""), "line 2, column 12: expected a duration such as \"1500ms\" or \"3s\", got \"-5s\""),
-        ("unknown topology", with("\"sentinel\"", "\"cluster\""), "line 4, column 8: unknown variant `cluster`, expected `sentinel` or `standalone`"),
+        ("unknown topology", with("\"sentinel\"", "\"ring\""), "line 4, column 8: unknown variant `ring`, expected one of `sentinel`, `standalone`, `cluster`"),
         ("down-after below 100 ms", with("kind = \"sentinel\"", "kind = \"sentinel\"\ndown_after_ms = 50"), "invalid `topology.down_after_ms / failover_timeout_ms`: expected at least 100 (milliseconds)"),
         ("negative down-after", with("kind = \"sentinel\"", "kind = \"sentinel\"\ndown_after_ms = -1"), "line 5, column 17: invalid value: integer `-1`, expected u64"),
         ("min-replicas-to-write above the replicas", with("kind = \"sentinel\"", "kind = \"sentinel\"\nmin_replicas_to_write = 3"), "invalid `topology.min_replicas_to_write`: expected 0, 1 or 2"),
