@@ -175,7 +175,17 @@ fn every_command_works_on_a_cluster_and_doctor_counts_keys_on_every_primary() {
     ]);
     short_lines("evict", &o);
     let (stdout, stderr) = text(&o);
-    assert!(matches!(o.status.code(), Some(0 | 1)), "{stdout}\n{stderr}");
+    // 3 × 64 MB hold this keyspace without pressure: honestly NOT TESTED (exit 3), never a crash.
+    assert!(
+        matches!(o.status.code(), Some(0 | 1 | 3)),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        ["SAFE", "UNSAFE", "NOT TESTED"]
+            .iter()
+            .any(|v| stdout.contains(v)),
+        "{stdout}"
+    );
     assert!(results_dir(&stdout).join("evict.json").is_file());
     drop(cluster);
 }
