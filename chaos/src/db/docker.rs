@@ -324,7 +324,8 @@ impl DockerNodes {
             TopologyKind::Standalone => (1, 0),
             TopologyKind::Cluster => (super::cluster::NODES, 0),
         };
-        let replica_of = |i: usize| (sentinel && i > 0).then_some(i);
+        // Sentinel's data nodes 1.. replicate node 0; a cluster's replicas are assigned after start.
+        let is_replica = |i: usize| sentinel && i > 0;
         let bus_count = if spec.kind == TopologyKind::Cluster {
             data_count
         } else {
@@ -375,7 +376,7 @@ impl DockerNodes {
         let primary_host = match net {
             Net::Host => {
                 let data = (0..data_count)
-                    .map(|i| data_node(i, replica_of(i).map(|_| ("127.0.0.1", primary_port))));
+                    .map(|i| data_node(i, is_replica(i).then_some(("127.0.0.1", primary_port))));
                 self.start_wave(data.collect(), pw, image, pending, &mut infos)
                     .await?;
                 "127.0.0.1".to_string()
@@ -386,7 +387,7 @@ impl DockerNodes {
                 let docker = engine().await.map_err(DbError::Environment)?;
                 let (ip, _) = network::inspect(&docker, self.containers[0].id(), name).await?;
                 let replicas = (1..data_count)
-                    .map(|i| data_node(i, replica_of(i).map(|_| (ip.as_str(), primary_port))));
+                    .map(|i| data_node(i, is_replica(i).then_some((ip.as_str(), primary_port))));
                 self.start_wave(replicas.collect(), pw, image, pending, &mut infos)
                     .await?;
                 ip
