@@ -44,20 +44,45 @@ pub const SCRIPT_INTERNAL: [&str; 18] = [
     "exists",
 ];
 
-impl Traffic {
-    /// One `INFO commandstats stats` per node, on a fresh connection.
-    pub fn now(nodes: &[&RedisServer]) -> Traffic {
+/// One long-lived connection per node that reads the counters. Long-lived on purpose: Redis counts
+/// a closed connection's final read (EOF) in `total_reads_processed`, and a probe that connected
+/// afresh each time would have its previous connection's close land, at a moment the kernel
+/// chooses, inside the window it measures (CI once saw 26 reads for 25 updates that way).
+pub struct Probe {
+    conns: Vec<localredis::resp::Connection>,
+    /// Round trips one measurement costs (its own `INFO`), found by measuring twice.
+    cost: (u64, u64),
+}
+
+impl Probe {
+    pub fn new(nodes: &[&RedisServer]) -> Probe {
+        let conns = nodes
+            .iter()
+            .map(|n| n.connect().expect("connect the counter probe"))
+            .collect();
+        let mut probe = Probe {
+            conns,
+            cost: (0, 0),
+        };
+        let a = probe.now();
+        let b = probe.now();
+        probe.cost = (b.reads - a.reads, b.writes - a.writes);
+        probe
+    }
+
+    /// One `INFO commandstats stats` per node.
+    pub fn now(&mut self) -> Traffic {
         let mut t = Traffic {
             commands: HashMap::new(),
             reads: 0,
             writes: 0,
         };
-        for node in nodes {
-            let info = node
+        for conn in &mut self.conns {
+            let info = conn
                 .command(&["INFO", "commandstats", "stats"])
                 .expect("INFO");
             let info = info.as_str().unwrap_or_default();
-            // The probes' own AUTH (password-protected nodes) is the measuring, not the stores.
+            // The probe's own AUTH (password-protected nodes) is the measuring, not the stores.
             for (name, calls) in parse_commandstats(info) {
                 if name != "auth" {
                     *t.commands.entry(name).or_default() += calls;
@@ -74,15 +99,11 @@ impl Traffic {
         t
     }
 
-    /// Commands run and round trips since `before`, less what the measuring itself cost
-    /// (`baseline`: two measurements with nothing in between).
-    pub fn since(
-        &self,
-        before: &Traffic,
-        baseline: (u64, u64),
-    ) -> (HashMap<String, u64>, u64, u64) {
+    /// Commands run and round trips since `before`, less what the measuring itself cost.
+    pub fn since(&mut self, before: &Traffic) -> (HashMap<String, u64>, u64, u64) {
+        let now = self.now();
         let mut commands = HashMap::new();
-        for (k, v) in &self.commands {
+        for (k, v) in &now.commands {
             let d = v - before.commands.get(k).copied().unwrap_or(0);
             if d > 0 {
                 commands.insert(k.clone(), d);
@@ -90,16 +111,9 @@ impl Traffic {
         }
         (
             commands,
-            self.reads - before.reads - baseline.0,
-            self.writes - before.writes - baseline.1,
+            now.reads - before.reads - self.cost.0,
+            now.writes - before.writes - self.cost.1,
         )
-    }
-
-    /// Round trips the measuring itself costs between two measurements.
-    pub fn baseline(nodes: &[&RedisServer]) -> (u64, u64) {
-        let a = Traffic::now(nodes);
-        let b = Traffic::now(nodes);
-        (b.reads - a.reads, b.writes - a.writes)
     }
 }
 
@@ -179,22 +193,21 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
         limiter.check("192.0.2.2", endpoint).await.unwrap();
     }
 
-    let baseline = Traffic::baseline(nodes);
-    let measure = |t: &Traffic| Traffic::now(nodes).since(t, baseline);
-    let t = Traffic::now(nodes);
+    let mut probe = Probe::new(nodes);
+    let t = probe.now();
     let mut ids = Vec::new();
     for user in &users {
         ids.push(sessions.create(new_session(user)).await.unwrap());
     }
-    assert_one_round_trip_each("session.create", N, &["evalsha"], measure(&t));
+    assert_one_round_trip_each("session.create", N, &["evalsha"], probe.since(&t));
     // Reads: far from the deadline (the default 60 min idle, 24 h lifetime) a read is one GETEX;
     // when the idle refresh could pass the deadline it also caps the TTL there; a store that has no
     // recent reading of Redis's clock asks for one in the same round trip.
-    let t = Traffic::now(nodes);
+    let t = probe.now();
     for (id, _) in &ids {
         sessions.get(id).await.unwrap().unwrap();
     }
-    assert_one_round_trip_each("session.get", N, &["getex"], measure(&t));
+    assert_one_round_trip_each("session.get", N, &["getex"], probe.since(&t));
     let capped_config = SessionConfig {
         idle_timeout: Duration::from_secs(24 * 3600),
         ..SessionConfig::default()
@@ -210,61 +223,71 @@ pub async fn each_operation_is_one_round_trip(redis: &Redis, nodes: &[&RedisServ
                 .0,
         );
     }
-    let t = Traffic::now(nodes);
+    let t = probe.now();
     for id in &near {
         capped.get(id).await.unwrap().unwrap();
     }
     let capping = ["getex", "pexpireat"];
-    assert_one_round_trip_each("session.get (near the deadline)", N, &capping, measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each(
+        "session.get (near the deadline)",
+        N,
+        &capping,
+        probe.since(&t),
+    );
+    let t = probe.now();
     for id in &near {
         let fresh = SessionStore::new(redis.clone(), keys.clone(), capped_config.clone()).unwrap();
         fresh.get(id).await.unwrap().unwrap();
     }
     let first = ["getex", "pexpireat", "time"];
-    assert_one_round_trip_each("session.get (a store's first)", N, &first, measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each("session.get (a store's first)", N, &first, probe.since(&t));
+    let t = probe.now();
     for (id, s) in &ids {
         sessions.update(id, s).await.unwrap();
     }
-    assert_one_round_trip_each("session.update", N, &["set"], measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each("session.update", N, &["set"], probe.since(&t));
+    let t = probe.now();
     for (id, _) in &ids {
         assert!(sessions.destroy(id).await.unwrap());
     }
-    assert_one_round_trip_each("session.destroy", N, &["evalsha"], measure(&t));
+    assert_one_round_trip_each("session.destroy", N, &["evalsha"], probe.since(&t));
     for user in &users {
         sessions.create(new_session(user)).await.unwrap();
     }
-    let t = Traffic::now(nodes);
+    let t = probe.now();
     for user in &users {
         assert_eq!(sessions.destroy_all_for_user(user).await.unwrap(), 1);
     }
-    assert_one_round_trip_each("session.destroy_all_for_user", N, &["evalsha"], measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each(
+        "session.destroy_all_for_user",
+        N,
+        &["evalsha"],
+        probe.since(&t),
+    );
+    let t = probe.now();
     for i in 0..N {
         tokens.put(&format!("t{i}"), &exp).await.unwrap();
     }
-    assert_one_round_trip_each("token.put", N, &["set"], measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each("token.put", N, &["set"], probe.since(&t));
+    let t = probe.now();
     for i in 0..N {
         tokens.get(&format!("t{i}")).await.unwrap().unwrap();
     }
-    assert_one_round_trip_each("token.get", N, &["get"], measure(&t));
-    let t = Traffic::now(nodes);
+    assert_one_round_trip_each("token.get", N, &["get"], probe.since(&t));
+    let t = probe.now();
     for i in 0..N {
         tokens
             .revoke(&format!("t{i}"), Some(exp.exp))
             .await
             .unwrap();
     }
-    assert_one_round_trip_each("token.revoke", N, &["evalsha"], measure(&t));
+    assert_one_round_trip_each("token.revoke", N, &["evalsha"], probe.since(&t));
     for (endpoint, _) in endpoints {
-        let t = Traffic::now(nodes);
+        let t = probe.now();
         for _ in 0..N {
             limiter.check("192.0.2.2", endpoint).await.unwrap();
         }
         let op = format!("ratelimit.check ({endpoint})");
-        assert_one_round_trip_each(&op, N, &["evalsha"], measure(&t));
+        assert_one_round_trip_each(&op, N, &["evalsha"], probe.since(&t));
     }
 }
