@@ -122,6 +122,16 @@ if ((loadgen)); then
     cp -L "$binary" "$root/usr/local/bin/loadgen"
     copy_libraries "$root" "$binary"
     printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+    # goose builds a reqwest client per user, and reqwest's platform verifier refuses to build
+    # one without root certificates ("reqwest::Error (builder error)"): every user then fails to
+    # start and the run measures nothing. loadgen never speaks HTTP, but the client must exist.
+    ca_bundle=""
+    for c in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do
+        if [[ -s $c ]]; then ca_bundle=$c; break; fi
+    done
+    [[ -n $ca_bundle ]] || die "no CA certificate bundle on this host (package ca-certificates): goose's HTTP client cannot start without one"
+    install -d -m 0755 "$root/etc/ssl/certs"
+    cp -L "$ca_bundle" "$root/etc/ssl/certs/ca-certificates.crt"
     cp "$script_dir/Dockerfile.loadgen" "$ctx/Dockerfile"
     choose_builder
     version=$("$binary" --version | awk '{print $2}')

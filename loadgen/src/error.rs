@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 1 | the run itself broke after it started (results could not be written, Redis failed mid-run) | [`Error::Redis`], [`Error::WriteResults`], [`Error::Broken`] |
 //! | 2 | usage: a flag, the scenario, a results directory that cannot be created, inputs to compare | [`Error::Usage`], [`Error::Scenario`], [`Error::Url`], [`Error::Unwritable`] |
-//! | 3 | no usable Redis or nothing measurable: unreachable, authentication, TLS, an ACL refusal anywhere, no server could be started; capacity refusing a measurement others disturbed; an `evict` policy `NOT TESTED` | [`Error::Target`], [`Error::ConnectTimeout`], [`Error::NoServer`], [`Error::NoPermission`], [`Error::Unmeasurable`], [`EXIT_NOT_TESTED`] |
+//! | 3 | no usable Redis or nothing measurable: unreachable, authentication, TLS, an ACL refusal anywhere, no server could be started; goose could not start its users; capacity refusing a measurement others disturbed; an `evict` policy `NOT TESTED` | [`Error::Target`], [`Error::ConnectTimeout`], [`Error::NoServer`], [`Error::NoPermission`], [`Error::Generator`], [`Error::Unmeasurable`], [`EXIT_NOT_TESTED`] |
 //! | 130 | stopped by Ctrl-C (results so far are still written where possible) | [`Error::Interrupted`] |
 
 use std::path::PathBuf;
@@ -118,6 +118,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// goose stopped before any operation ran (e.g. it could not build its users' HTTP client: a
+    /// container without CA certificates). Nothing was measured, so there is no verdict.
+    #[error("goose could not run the load, nothing was measured: {0}")]
+    Generator(String),
+
     /// The target could not be measured as asked (keys evicted, or others' keys written or
     /// expired beyond the bound, while measuring key sizes...).
     #[error("{0}")]
@@ -143,6 +148,7 @@ impl Error {
             | Error::ConnectTimeout { .. }
             | Error::NoServer { .. }
             | Error::NoPermission { .. }
+            | Error::Generator(_)
             | Error::Unmeasurable(_) => EXIT_TARGET,
             Error::Redis { .. } | Error::WriteResults { .. } | Error::Broken(_) => EXIT_FAIL,
             Error::Interrupted => EXIT_INTERRUPTED,

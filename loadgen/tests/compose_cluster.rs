@@ -6,31 +6,9 @@
 mod common;
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Command, Output};
 
+use common::compose::{Project, compose_ready};
 use common::*;
-
-/// Docker, docker-compose and the local image, or why the test is skipped (a failure under CI).
-fn compose_ready() -> Option<()> {
-    let ok = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
-    let missing = if !ok(Command::new("docker-compose").arg("version")) {
-        Some("docker-compose not installed")
-    } else if !ok(Command::new("docker").args(["image", "inspect", "authority-redis:local"])) {
-        Some("no authority-redis:local image (docker/build-image.sh) or no Docker engine")
-    } else {
-        None
-    };
-    match missing {
-        None => Some(()),
-        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!("under CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
 
 /// Six ports whose cluster-bus twins (+10000) are free too.
 fn cluster_ports() -> Vec<u16> {
@@ -54,29 +32,6 @@ fn cluster_ports() -> Vec<u16> {
     ports
 }
 
-struct Project {
-    name: String,
-    env: Vec<(String, String)>,
-}
-
-impl Project {
-    fn compose(&self, args: &[&str]) -> Output {
-        Command::new("docker-compose")
-            .current_dir(root())
-            .args(["-p", &self.name, "--profile", "cluster"])
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("docker-compose runs")
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        self.compose(&["down", "-v", "--remove-orphans"]);
-    }
-}
-
 #[test]
 fn the_cluster_profile_makes_a_cluster_the_tools_accept() {
     let Some(()) = redis_available() else { return };
@@ -93,6 +48,7 @@ fn the_cluster_profile_makes_a_cluster_the_tools_accept() {
     }
     let project = Project {
         name: format!("authority-cluster-test-{}", std::process::id()),
+        profile: "cluster",
         env,
     };
 

@@ -290,3 +290,33 @@ fn a_scenario_that_never_reads_a_session_reports_lost_sessions_as_not_checked() 
         "{stdout}"
     );
 }
+
+/// goose builds an HTTP client per user even though loadgen never speaks HTTP; where it cannot
+/// (no root certificates, as in an image built FROM scratch without them) every user fails to
+/// start. That is no verdict: exit 3 naming goose, not a FAIL over zero operations.
+#[test]
+fn a_generator_that_cannot_start_its_users_is_an_error_not_a_verdict() {
+    let Some(()) = redis_available() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let empty = out.path().join("no-certificates.pem");
+    std::fs::write(&empty, "").unwrap();
+    let o = loadgen(
+        &[
+            &["run", "scenarios/load/smoke.toml", "--out"][..],
+            &[out.path().to_str().unwrap()],
+            &QUICK,
+        ]
+        .concat(),
+    )
+    .env("SSL_CERT_FILE", &empty)
+    .env("SSL_CERT_DIR", out.path().join("absent"))
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("goose could not run the load, nothing was measured"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("verdict:"), "{stdout}");
+}

@@ -128,8 +128,16 @@ async fn measure(
     let step = stepper.step(l, &dir.join("goose-report.html")).await?;
     let bytes_per_key = redis_admin::memory_per_key(redis, &s.keyspace.prefix, 32).await;
     let nodes = redis_admin::node_reports(redis).await;
-    // Skipped after Ctrl-C: the operator wants out, not more writes.
+    // Skipped after Ctrl-C: the operator wants out, not more writes. Skipped by a scale-out
+    // worker: the other workers write at the same time, so no clean sample is possible, and the
+    // merge does not combine projections anyway.
     let memory_projection = if cancel.is_cancelled() {
+        None
+    } else if opts.worker.as_ref().is_some_and(|w| w.count > 1) {
+        progress.note(
+            "memory projection: not measured by a scale-out worker (the other workers write at \
+             the same time); run `loadgen capacity` on its own for it",
+        );
         None
     } else {
         capacity::for_results(redis, s, progress).await?

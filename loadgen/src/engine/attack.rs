@@ -25,15 +25,15 @@ use super::workload::Workload;
 use crate::scenario::Load;
 
 /// Runs one attack of `load` on `w` with the status tick (goose's HTML report goes to
-/// `report_html`); returns how many seconds of the measured window it covered. A goose error is
-/// reported as a warning: what was measured until then still counts.
+/// `report_html`); returns how many seconds of the measured window it covered, and goose's error
+/// if it returned one.
 pub(crate) async fn measured(
     w: &Arc<Workload>,
     load: &Load,
     host: String,
     report_html: &Path,
     progress: &Progress,
-) -> f64 {
+) -> Attacked {
     let ramp = load.ramp_per_sec();
     let ramp_time = Duration::from_secs_f64(load.users.saturating_sub(1) as f64 / ramp);
     let status = Status::start(
@@ -56,10 +56,18 @@ pub(crate) async fn measured(
     killswitch.abort();
     let ended = Instant::now();
     status.finish().await;
-    if let Err(e) = goose {
-        progress.warn(e);
+    Attacked {
+        seconds: w.recorder.window.seconds_until(ended),
+        goose_error: goose.err(),
     }
-    w.recorder.window.seconds_until(ended)
+}
+
+/// How an attack ended: the measured window's length, and goose's error if it returned one. An
+/// error after operations ran (its HTML report could not be written, say) is a warning; before any
+/// ran, the run measured nothing and the caller stops.
+pub(crate) struct Attacked {
+    pub(crate) seconds: f64,
+    pub(crate) goose_error: Option<String>,
 }
 
 /// Trips goose's killswitch when `cancel` fires (until the returned task is aborted).

@@ -164,7 +164,10 @@ impl<'t> Stepper<'t> {
         let cpu_before = cpu::read();
         let sampler =
             sampler::Sampler::start(redis.clone(), probe, w.clock.clone(), w.recorder.started);
-        let seconds = attack::measured(
+        let attack::Attacked {
+            seconds,
+            goose_error,
+        } = attack::measured(
             &w,
             load,
             self.target.goose_host(),
@@ -181,6 +184,12 @@ impl<'t> Stepper<'t> {
         let measured = w.recorder.finish();
         let invariants = w.invariants.counts();
         let ops = measured.op_stats(&self.scenario.mix.weighted_ops(), seconds);
+        if let Some(e) = goose_error {
+            if measured.ops.iter().all(|o| o.count == 0) {
+                return Err(Error::Generator(e));
+            }
+            self.progress.warn(e);
+        }
         let evidence = Evidence {
             generator,
             redis: redis_cpu(&cpu_nodes_before, &cpu_nodes_after),

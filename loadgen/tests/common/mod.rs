@@ -2,6 +2,8 @@
 //! inherited `REDIS_URL`, and readers for what it prints and writes.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod compose;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -378,12 +378,16 @@ async fn measure_kind(
                 };
                 return Ok((mean, keys));
             }
-            last = format!(
-                "two clean samples disagreed: {:.1} and {:.1} B per {}",
-                previous.map_or(f64::NAN, |p| p.bytes),
-                cost.bytes,
-                KINDS[kind]
-            );
+            last = match previous {
+                Some(p) => format!(
+                    "two clean samples disagreed: {:.1} and {:.1} B per {}",
+                    p.bytes, cost.bytes, KINDS[kind]
+                ),
+                None => format!(
+                    "one clean sample, {:.1} B per {}, with no clean one before it to agree with",
+                    cost.bytes, KINDS[kind]
+                ),
+            };
             previous = Some(cost);
             continue;
         }
