@@ -320,3 +320,78 @@ fn a_generator_that_cannot_start_its_users_is_an_error_not_a_verdict() {
     );
     assert!(!stdout.contains("verdict:"), "{stdout}");
 }
+
+/// `load.connections = K` spreads the users over K connections of their own: a run with 3 opens
+/// exactly 2 more connections to the server than the same run with 1 (everything else loadgen
+/// connects for is the same in both), and both measure the load. 0 is refused naming the field.
+#[test]
+fn load_connections_opens_that_many_connections_for_the_load() {
+    let Some(()) = redis_available() else { return };
+    let server = RedisServer::start(ServerConfig::default()).unwrap();
+    let url = server.url();
+    let received = || -> u64 {
+        let info = server.command(&["INFO", "stats"]).unwrap();
+        let info = info.as_str().unwrap_or_default().to_string();
+        info.lines()
+            .find_map(|l| {
+                l.strip_prefix("total_connections_received:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut opened = Vec::new();
+    for k in ["1", "3"] {
+        let before = received();
+        let set = format!("load.connections={k}");
+        let o = run(&[
+            &[
+                "run",
+                "scenarios/load/smoke.toml",
+                "--redis-url",
+                &url,
+                "--set",
+                &set,
+            ][..],
+            &["--out", out.path().to_str().unwrap()],
+            &QUICK,
+        ]
+        .concat());
+        let (stdout, stderr) = text(&o);
+        assert!(
+            o.status.code().is_some_and(|c| c <= 1),
+            "{stdout}\n{stderr}"
+        );
+        let plural = if k == "1" { "" } else { "s" };
+        assert!(
+            stderr.contains(&format!("on {k} connection{plural},")),
+            "{stderr}"
+        );
+        let s = summary(&results_dir(&stdout));
+        assert!(s["ops"]["all"]["count"].as_u64().unwrap() > 0);
+        // Each loadgen run also closes its connections; count what it opened.
+        opened.push(received() - before);
+    }
+    assert_eq!(
+        opened[1],
+        opened[0] + 2,
+        "connections opened with 1 and 3: {opened:?}"
+    );
+
+    let o = run(&[
+        "run",
+        "scenarios/load/smoke.toml",
+        "--redis-url",
+        &url,
+        "--set",
+        "load.connections=0",
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("load.connections") && stderr.contains("from 1 to"),
+        "{stderr}"
+    );
+}

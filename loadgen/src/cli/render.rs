@@ -101,9 +101,11 @@ fn line(e: &Event) -> Option<String> {
             l
         }
         Event::LoadStarted(l) => format!(
-            "running: {} users (ramp {}/s), warm-up {}, measuring {}, {}",
+            "running: {} users (ramp {}/s) on {} connection{}, warm-up {}, measuring {}, {}",
             l.users,
             l.ramp_per_sec(),
+            l.connections(),
+            if l.connections() == 1 { "" } else { "s" },
             l.warmup,
             l.duration,
             match l.rate {

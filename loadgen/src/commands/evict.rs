@@ -230,7 +230,7 @@ async fn one_policy(
         max_error_rate: s.slo.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
         ..PolicyResult::default()
     };
-    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone())?;
+    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone()).await?;
     // Counting, never failing: every refusal is a finding. `Err` cannot come back.
     let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Count, progress)
         .await

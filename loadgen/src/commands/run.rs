@@ -109,7 +109,8 @@ async fn measure(
         opts.inject_delay,
         cancel.clone(),
         progress.clone(),
-    )?;
+    )
+    .await?;
     let seeded = seed::seed(stepper.workload(), s.seed, OnFailure::Stop, progress)
         .await
         .map_err(|e| Error::seeding(&target.url, e))?;

@@ -99,7 +99,7 @@ pub(crate) async fn seed(
                 let user = ks.user_id(a);
                 let (_, ip) = ks.pick_ip(&mut rng);
                 let sent = Instant::now();
-                match w
+                match w.lanes[i % w.lanes.len()]
                     .sessions
                     .create(login_session(&user, &ip, ks.payload(&mut rng)))
                     .await
@@ -111,7 +111,7 @@ pub(crate) async fn seed(
                     Err(e) => return failed(e),
                 }
                 if i % per == 0 {
-                    match w.issue_token(a, &mut rng).await {
+                    match w.on_lane(i).issue_token(a, &mut rng).await {
                         Ok(t) => ks.set_token(a, t),
                         Err(e) => failed(e),
                     }
@@ -163,7 +163,7 @@ pub(crate) async fn audit(w: &Workload, seed: u64) -> Audit {
                 let Some((slot, s)) = ks.pick_session(a, &mut rng) else {
                     return;
                 };
-                match w.sessions.get(&s.id).await {
+                match w.stores().sessions.get(&s.id).await {
                     Ok(Some(_)) => {
                         read.fetch_add(1, Ordering::Relaxed);
                     }

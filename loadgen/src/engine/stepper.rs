@@ -89,14 +89,15 @@ pub(crate) struct Stepper<'t> {
 impl<'t> Stepper<'t> {
     /// Builds the stores and an empty keyspace for `scenario` on `target` (nothing is written yet:
     /// seed through [`Stepper::workload`]).
-    pub(crate) fn new(
+    pub(crate) async fn new(
         target: &'t Target,
         scenario: &Scenario,
         inject_delay: Option<Duration>,
         cancel: CancellationToken,
         progress: Progress,
     ) -> Result<Stepper<'t>> {
-        let w = Workload::for_scenario(scenario, &target.redis, inject_delay, cancel)?;
+        let handles = target.load_handles(scenario.load.connections()).await?;
+        let w = Workload::for_scenario(scenario, &handles, inject_delay, cancel)?;
         Ok(Stepper {
             target,
             scenario: scenario.clone(),
@@ -127,18 +128,14 @@ impl<'t> Stepper<'t> {
         })?;
         self.attacks += 1;
         let Workload {
-            sessions,
-            tokens,
-            limiter,
+            lanes,
             keyspace,
             cancel,
             clock,
             ..
         } = prev;
         let w = Arc::new(Workload::new(WorkloadParts {
-            sessions,
-            tokens,
-            limiter,
+            lanes,
             keyspace,
             weights: self.scenario.mix.weights(),
             rate: load.rate,

@@ -51,6 +51,17 @@ impl Target {
         connect(&self.url, &self.opts).await.ok()
     }
 
+    /// `n` handles for the load: this target's own, then `n - 1` more, each on its own
+    /// connection (its own socket and I/O task). A connection that fails is an error: the run
+    /// would not be the one the scenario asked for.
+    pub(crate) async fn load_handles(&self, n: u32) -> Result<Vec<Redis>> {
+        let mut handles = vec![self.redis.clone()];
+        for _ in 1..n {
+            handles.push(connect(&self.url, &self.opts).await?);
+        }
+        Ok(handles)
+    }
+
     /// Whether Redis runs on this machine (a throwaway server, or only loopback addresses), so
     /// loadgen and Redis share its cores.
     pub(crate) fn same_host(&self) -> bool {

@@ -42,9 +42,9 @@ use crate::scenario::{KeyspaceConfig, Op, Scenario};
 
 /// Everything the users share. Built once per run.
 pub(crate) struct Workload {
-    pub(crate) sessions: SessionStore,
-    pub(crate) tokens: TokenCache,
-    pub(crate) limiter: RateLimiter,
+    /// The stores on each of the run's connections (`load.connections`, at least one); user `i`
+    /// uses lane `i % lanes`.
+    pub(crate) lanes: Vec<Stores>,
     pub(crate) keyspace: Keyspace,
     pub(crate) recorder: Recorder,
     pub(crate) invariants: Invariants,
@@ -66,6 +66,8 @@ pub(crate) struct Workload {
 struct UserState {
     rng: SmallRng,
     pacer: Pacer,
+    /// Which of [`Workload::lanes`] this user sends on.
+    lane: usize,
 }
 
 /// Why an op failed: the store said so, or the limiter decided without Redis.
@@ -211,9 +213,7 @@ pub(crate) fn claims(user_id: String, exp: u64) -> Claims {
 }
 
 pub(crate) struct WorkloadParts {
-    pub(crate) sessions: SessionStore,
-    pub(crate) tokens: TokenCache,
-    pub(crate) limiter: RateLimiter,
+    pub(crate) lanes: Vec<Stores>,
     pub(crate) keyspace: Keyspace,
     pub(crate) weights: [(Op, u32); 7],
     pub(crate) rate: Option<f64>,
@@ -227,23 +227,21 @@ pub(crate) struct WorkloadParts {
 }
 
 impl Workload {
-    /// The stores and an empty keyspace for scenario `s` on `redis` (nothing written yet).
+    /// The stores on each connection in `redis` (one lane each) and an empty keyspace for
+    /// scenario `s` (nothing written yet).
     pub(crate) fn for_scenario(
         s: &Scenario,
-        redis: &cache::Redis,
+        redis: &[cache::Redis],
         inject_delay: Option<Duration>,
         cancel: CancellationToken,
     ) -> Result<Workload> {
-        let Stores {
-            sessions,
-            tokens,
-            limiter,
-        } = Stores::new(s, redis)?;
+        let lanes = redis
+            .iter()
+            .map(|r| Stores::new(s, r))
+            .collect::<Result<Vec<_>>>()?;
         let mut rng = SmallRng::seed_from_u64(s.seed);
         Workload::new(WorkloadParts {
-            sessions,
-            tokens,
-            limiter,
+            lanes,
             keyspace: Keyspace::new(&s.keyspace, &mut rng),
             weights: s.mix.weights(),
             rate: s.load.rate,
@@ -260,10 +258,11 @@ impl Workload {
     pub(crate) fn new(p: WorkloadParts) -> Result<Workload> {
         let mix = WeightedIndex::new(p.weights.iter().map(|(_, w)| *w))
             .map_err(|e| Error::usage(format!("mix: {e}")))?;
+        if p.lanes.is_empty() {
+            return Err(Error::Broken("a workload without a connection".into()));
+        }
         Ok(Workload {
-            sessions: p.sessions,
-            tokens: p.tokens,
-            limiter: p.limiter,
+            lanes: p.lanes,
             keyspace: p.keyspace,
             recorder: Recorder::new(p.duration),
             invariants: Invariants::default(),
@@ -286,7 +285,27 @@ impl Workload {
         if self.started_users.fetch_add(1, Ordering::AcqRel) + 1 == self.users {
             self.recorder.window.open_at(Instant::now() + self.warmup);
         }
-        UserState { rng, pacer }
+        UserState {
+            rng,
+            pacer,
+            lane: index % self.lanes.len(),
+        }
+    }
+
+    /// The stores on the run's first connection: seeding, checks and anything outside the load.
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.lanes[0]
+    }
+
+    /// The operations, sent on connection `lane`.
+    pub(crate) fn on_lane(&self, lane: usize) -> Ops<'_> {
+        let s = &self.lanes[lane % self.lanes.len()];
+        Ops {
+            w: self,
+            sessions: &s.sessions,
+            tokens: &s.tokens,
+            limiter: &s.limiter,
+        }
     }
 
     /// The goose transaction body: wait for the schedule, do one op, record it.
@@ -309,7 +328,7 @@ impl Workload {
             };
             let op = Op::ALL[self.mix.sample(&mut st.rng)];
             let sent = Instant::now();
-            let d = self.perform(op, &mut st.rng, sent).await;
+            let d = self.on_lane(st.lane).perform(op, &mut st.rng, sent).await;
             if let Some(delay) = self.inject_delay {
                 tokio::time::sleep(delay).await;
             }
@@ -341,7 +360,25 @@ impl Workload {
         }
         Ok(())
     }
+}
 
+/// The operations of one user, on the stores of its connection ([`Workload::on_lane`]); the rest of
+/// the workload (keyspace, recorder, invariants) is shared, reached through `Deref`.
+pub(crate) struct Ops<'a> {
+    w: &'a Workload,
+    sessions: &'a SessionStore,
+    tokens: &'a TokenCache,
+    limiter: &'a RateLimiter,
+}
+
+impl std::ops::Deref for Ops<'_> {
+    type Target = Workload;
+    fn deref(&self) -> &Workload {
+        self.w
+    }
+}
+
+impl Ops<'_> {
     /// Performs `op` for an account drawn from the distribution. An op that needs a session or a
     /// token goes to an account that has one (a few draws), else it becomes that account's login.
     async fn perform(&self, op: Op, rng: &mut SmallRng, sent: Instant) -> Done {

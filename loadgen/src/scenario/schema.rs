@@ -103,9 +103,27 @@ pub struct Load {
     /// starts its next operation as soon as the last one finished (closed model).
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Connections to Redis the clients share, each multiplexed (one socket, one I/O task);
+    /// client `i` sends on connection `i % connections`. Default [`DEFAULT_CONNECTIONS`]: on
+    /// one host more connections cost loadgen and Redis more CPU per operation (fewer commands
+    /// batched per write); raise it when one connection's I/O task is the limit (a generator
+    /// with many cores).
+    #[serde(default)]
+    pub connections: Option<u32>,
 }
 
+/// [`Load::connections`] when the scenario does not say.
+pub const DEFAULT_CONNECTIONS: u32 = 1;
+
+/// The most connections a scenario may ask for.
+pub const MAX_CONNECTIONS: u32 = 256;
+
 impl Load {
+    /// Connections the load uses: the scenario's, or [`DEFAULT_CONNECTIONS`].
+    pub fn connections(&self) -> u32 {
+        self.connections.unwrap_or(DEFAULT_CONNECTIONS)
+    }
+
     pub fn ramp_per_sec(&self) -> f64 {
         self.ramp.unwrap_or(self.users.max(1) as f64)
     }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::schema::{Op, REQUIRABLE, Scenario};
+use super::schema::{MAX_CONNECTIONS, Op, REQUIRABLE, Scenario};
 use super::values::parse_size;
 
 const POLICIES: [&str; 8] = [
@@ -62,6 +62,14 @@ impl Scenario {
             out.push(invalid(
                 &["load", "ramp"],
                 "expected users started per second, greater than 0 (e.g. 50)",
+            ));
+        }
+        if let Some(c) = l.connections
+            && !(1..=MAX_CONNECTIONS).contains(&c)
+        {
+            out.push(invalid(
+                &["load", "connections"],
+                format!("is {c}: expected connections to Redis from 1 to {MAX_CONNECTIONS}"),
             ));
         }
         if l.duration.0 < Duration::from_secs(1) {

@@ -128,7 +128,7 @@ async fn sweep(
         url: target.url.to_string(),
         version: version.clone(),
     });
-    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone())?;
+    let mut stepper = Stepper::new(target, s, None, cancel.clone(), progress.clone()).await?;
     seed::seed(stepper.workload(), s.seed, OnFailure::Stop, progress)
         .await
         .map_err(|e| Error::seeding(&target.url, e))?;
