@@ -5,6 +5,7 @@
 //! skew between workers.
 
 use super::collect::Worker;
+use crate::engine::bottleneck::SATURATED;
 use crate::report::summary::{Bottleneck, GeneratorUse, Limit, ServerUse, Status, Verdict};
 use crate::report::workers::WorkerRun;
 
@@ -99,7 +100,16 @@ pub(super) fn bottleneck(workers: &[Worker], total_ops: u64) -> Bottleneck {
         .collect::<Vec<_>>()
         .join("; ");
     let cpu: f64 = workers.iter().map(|w| b(w).generator.cpu_seconds).sum();
-    let cores: f64 = workers.iter().map(|w| b(w).generator.cores).sum();
+    // Workers on one host share its cores; on several hosts each brings its own.
+    let one_host = workers.iter().all(|w| w.info.host == workers[0].info.host);
+    let cores: f64 = if one_host {
+        workers
+            .iter()
+            .map(|w| b(w).generator.cores)
+            .fold(0.0, f64::max)
+    } else {
+        workers.iter().map(|w| b(w).generator.cores).sum()
+    };
     let per_op = |us: f64| ((us / total_ops.max(1) as f64) * 100.0).round() / 100.0;
     let server = workers
         .iter()
@@ -117,13 +127,26 @@ pub(super) fn bottleneck(workers: &[Worker], total_ops: u64) -> Bottleneck {
     let cpu_count = workers[0].summary.environment.cpu_count.max(1) as f64;
     let redis_cores = server.as_ref().map_or(0.0, |s| s.cores_used);
     let machine = (cpu / wall + redis_cores) / cpu_count;
+    let shared = SharedMachine {
+        workers: workers.len(),
+        one_host,
+        cores: cpu_count,
+        // Each worker's CPU over its own attack (ramp and warm-up included), not over the
+        // measured window: its utilisation times its cores.
+        loadgen_cores: workers
+            .iter()
+            .map(|w| b(w).generator.utilisation * b(w).generator.cores)
+            .sum(),
+        redis_cores: first.same_host.then_some(redis_cores),
+    };
+    let (worst, rule) = match shared.limit() {
+        Some(why) => (Limit::Generator, why),
+        None if rule.is_empty() => (worst, first.rule.clone()),
+        None => (worst, rule),
+    };
     Bottleneck {
         verdict: worst,
-        rule: if rule.is_empty() {
-            first.rule.clone()
-        } else {
-            rule
-        },
+        rule,
         generator: GeneratorUse {
             cpu_seconds: (cpu * 1000.0).round() / 1000.0,
             cores,
@@ -155,9 +178,84 @@ pub(super) fn bottleneck(workers: &[Worker], total_ops: u64) -> Bottleneck {
     }
 }
 
+/// Workers that ran on one machine, and what they (and Redis, when it ran there too) used of it.
+/// Each worker alone sees its siblings as "other processes" and can only say `unknown`; together
+/// they can tell that the machine they shared was the limit.
+struct SharedMachine {
+    workers: usize,
+    one_host: bool,
+    /// That machine's cores.
+    cores: f64,
+    /// Cores all the workers used together over the window.
+    loadgen_cores: f64,
+    /// Cores Redis used, when it ran on the same machine.
+    redis_cores: Option<f64>,
+}
+
+impl SharedMachine {
+    /// Why the shared machine was the limit, or `None` when it was not (or the workers did not
+    /// share one).
+    fn limit(&self) -> Option<String> {
+        if !self.one_host || self.workers < 2 || self.cores <= 0.0 {
+            return None;
+        }
+        let used = (self.loadgen_cores + self.redis_cores.unwrap_or(0.0)) / self.cores;
+        if used < SATURATED {
+            return None;
+        }
+        let who = match self.redis_cores {
+            Some(r) => format!(
+                "the {} workers ({:.2} cores) and Redis ({r:.2} cores)",
+                self.workers, self.loadgen_cores
+            ),
+            None => format!(
+                "the {} workers ({:.2} cores)",
+                self.workers, self.loadgen_cores
+            ),
+        };
+        Some(format!(
+            "{who} shared one machine's {} cores and used {:.0}% of them: the machine, not Redis, \
+             was the limit (each worker counted its siblings as other processes); run the workers \
+             on machines of their own to measure Redis",
+            self.cores,
+            used * 100.0
+        ))
+    }
+}
+
 /// Largest minus smallest, if there are two or more.
 pub(super) fn spread(values: &[f64]) -> Option<f64> {
     let max = values.iter().copied().reduce(f64::max)?;
     let min = values.iter().copied().reduce(f64::min)?;
     (values.len() > 1).then(|| ((max - min) * 1000.0).round() / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedMachine;
+
+    fn shared(one_host: bool, loadgen: f64, redis: Option<f64>) -> Option<String> {
+        SharedMachine {
+            workers: 3,
+            one_host,
+            cores: 2.0,
+            loadgen_cores: loadgen,
+            redis_cores: redis,
+        }
+        .limit()
+    }
+
+    #[test]
+    fn workers_that_filled_the_machine_they_shared_name_it_as_the_limit() {
+        // The scale-out run on this 2-core machine: 3 workers 1.66 cores, Redis 0.29.
+        let why = shared(true, 1.66, Some(0.29)).expect("saturated");
+        assert!(why.contains("used 98%") && why.contains("2 cores"), "{why}");
+        assert!(shared(true, 1.5, None).is_none(), "75% of the machine");
+        assert!(shared(true, 1.4, Some(0.3)).is_none(), "85% of the machine");
+        assert!(shared(false, 1.9, Some(0.3)).is_none(), "several hosts");
+        assert!(
+            shared(true, 1.85, None).is_some(),
+            "Redis elsewhere, workers 93%"
+        );
+    }
 }
