@@ -10,26 +10,23 @@
 //! the field and the line, never quotes the line. Every file is refused before any node starts:
 //! the table takes about a second, no Redis.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
+
+use support::{chaos_command, outcome};
 
 /// The password in every run's environment and in the rows that misplace one.
 const PASSWORD: &str = "S3cret-pw-9";
 
 fn chaos(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(args)
-        .env("REDIS_URL", format!("redis://:{PASSWORD}@127.0.0.1:1"))
-        // Unset, a panic prints its hint `run with RUST_BACKTRACE=1`: one more thing to catch.
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run chaos");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    outcome(
+        chaos_command()
+            .args(args)
+            .env("REDIS_URL", format!("redis://:{PASSWORD}@127.0.0.1:1"))
+            // Unset, a panic prints its hint `run with RUST_BACKTRACE=1`: one more thing to catch.
+            .env_remove("RUST_BACKTRACE"),
+    )
 }
 
 #[test]

@@ -7,14 +7,16 @@
 //! real `chaos check` binary on a history file (exit 0), a mutated copy (exit 1) and a bad file
 //! (exit 2, naming the field).
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use chaos::checker::{Status, Verdict, judge};
 use chaos::history::{FaultEvent, Op, OpKind, Outcome, SentinelEvent};
 use chaos::recorded::Recorded;
 use chaos::ttl::Probe;
+use support::{chaos_command, outcome};
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/histories/{name}.json"))
@@ -321,17 +323,7 @@ fn every_original_history_passes_and_every_check_judged_something_somewhere() {
 }
 
 fn chaos_check(file: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .arg("check")
-        .arg(file)
-        .output()
-        .expect("run chaos");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    outcome(chaos_command().arg("check").arg(file))
 }
 
 #[test]

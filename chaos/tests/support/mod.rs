@@ -4,11 +4,28 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use chaos::checker::{Check, Status};
 use chaos::report::Report;
 use chaos::run::Outcome;
 use chaos::{BackendKind, Event, Experiment, Interrupt, RunOptions, run_plan};
+
+/// The chaos binary, to be given its arguments and run with [`outcome`].
+pub fn chaos_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chaos"))
+}
+
+/// Runs `cmd`: its exit code (-1 if killed by a signal) and its stdout followed by its stderr.
+pub fn outcome(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("run chaos");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
 
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
