@@ -206,7 +206,7 @@ pub(super) fn all(workers: &[Worker], out: &Path) -> Result<Merged> {
                 "counts, errors and invariants (with their `checked`): summed; throughput: the workers' throughputs summed".into(),
                 redis_note,
                 availability_note,
-                "memory projection: not merged (each worker measured its own slice of the keyspace); calibration: worker 0's".into(),
+                "memory projection: none (scale-out workers do not measure it: they would disturb each other; run `loadgen capacity` on its own); calibration: worker 0's".into(),
             ],
         }),
     };
