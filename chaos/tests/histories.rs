@@ -118,6 +118,28 @@ fn expired_early_across_failover(h: &mut Recorded) {
     p.pttl_ms = None;
 }
 
+/// A short session acknowledged after the restart is missing at mid-life: no fault excuses it.
+fn expired_early_after_restart(h: &mut Recorded) {
+    let restart = h
+        .faults
+        .iter()
+        .find(|f| f.action == "restart")
+        .unwrap()
+        .done_ms;
+    let sessions = h.sessions.clone();
+    let p = h
+        .probes
+        .iter_mut()
+        .find(|p| {
+            p.probe == Probe::Midlife
+                && sessions[p.session].acked_ms > restart
+                && p.present == Some(true)
+        })
+        .expect("a short session created after the restart");
+    p.present = Some(false);
+    p.pttl_ms = None;
+}
+
 /// A short session's remaining TTL at mid-life is longer than its life allows.
 fn ttl_extended(h: &mut Recorded) {
     let ttl = h.experiment.workload.short_session_ttl.as_millis() as i64;
@@ -247,6 +269,8 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Mutation, Option<Mu
         ("restart-aof", "ttl_no_resurrection", "a session present after T + tolerance", resurrected, None),
         ("ttl-across-failover", "ttl_no_early_expiry", "no probes at all: judged nothing", no_probes, None),
         ("restart-aof", "persistence_loss_within_promise", "a write acked after the restart, then lost", lost_after_restart, None),
+        ("restart-rdb", "persistence_loss_within_promise", "a write acked after the restart, then lost", lost_after_restart, None),
+        ("restart-rdb", "ttl_no_early_expiry", "a session created after the restart missing at mid-life", expired_early_after_restart, None),
         ("primary-kill", "ratelimit_window_kept", "a counter outliving its window", counter_outlives_window, None),
         ("sentinel-quorum-loss", "ratelimit_window_kept", "a counter outliving its window", counter_outlives_window, None),
         ("primary-kill", "no_key_without_ttl", "a key without TTL", key_without_ttl, None),
@@ -293,6 +317,7 @@ fn every_original_history_passes_and_every_check_judged_something_somewhere() {
         "ttl-across-failover",
         "sentinel-quorum-loss",
         "restart-aof",
+        "restart-rdb",
         "durable-writes",
     ];
     let mut judged = std::collections::BTreeSet::new();

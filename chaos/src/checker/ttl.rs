@@ -8,7 +8,10 @@
 //!
 //! A session missing at mid-life is excused — counted as a write lost to a fault, not an early
 //! expiry — only where the fault could have taken it: acknowledged within
-//! [`REPLICATION_SLACK_MS`] before a kill/stop/pause landed, acknowledged by a partitioned primary
+//! [`REPLICATION_SLACK_MS`] before a kill/stop/pause landed (for a kill or stop, within the
+//! experiment's persistence promise `max_loss_window` when it has one: an RDB snapshot every
+//! second loses up to a second of writes, short sessions included; `persistence_loss_within_promise`
+//! judges that loss), acknowledged by a partitioned primary
 //! during its partition, or acknowledged by a primary after the failover that replaced it had
 //! started (`+selected-slave`: the new primary stopped replicating from it). A session written well
 //! before the failover and missing after it is a failure: that is the point of
@@ -89,6 +92,14 @@ pub fn checks(h: &Recorded, m: &Measures) -> Vec<Check> {
 /// Could a fault have taken this acknowledged write? (See the module docs.)
 fn lost_to_a_fault(h: &Recorded, failovers: &[Switch], s: &SessionRecord) -> bool {
     let t = s.acked_ms;
+    // A crash may take what the persistence promise allows (`max_loss_window`: e.g. RDB every
+    // second loses up to the last snapshot), not only what replication had not shipped yet.
+    let crash_slack_ms = h
+        .experiment
+        .expect
+        .max_loss_window
+        .map_or(0.0, |w| w.as_secs_f64() * 1000.0)
+        .max(REPLICATION_SLACK_MS);
     let by_damage = h.faults.iter().filter(|f| is_damage(f)).any(|f| {
         if f.action == "partition" {
             let healed = h
@@ -99,6 +110,8 @@ fn lost_to_a_fault(h: &Recorded, failovers: &[Switch], s: &SessionRecord) -> boo
                 .reduce(f64::min)
                 .unwrap_or(h.end_ms);
             s.node_port == Some(f.port) && t >= f.at_ms - REPLICATION_SLACK_MS && t <= healed
+        } else if matches!(f.action.as_str(), "kill" | "stop") {
+            t >= f.at_ms - crash_slack_ms && t <= f.done_ms
         } else {
             t >= f.at_ms - REPLICATION_SLACK_MS && t <= f.done_ms
         }
