@@ -3,6 +3,11 @@
 //! (Each verdict is shown failing the other way round: a test would pass if the rule always said
 //! the same thing, so both directions are run.)
 //!
+//! A third case needs no cgroup: CPU hogs on every core beside loadgen and Redis make the machine
+//! crowded, and the verdict must be `unknown` (neither side's figures mean anything), not a
+//! limit blamed on loadgen or Redis. The tests take turns ([`SERIAL`]): each one's load would
+//! disturb another's verdict.
+//!
 //! The quota is a cgroup of this machine's CPU controller (v1 `cpu.cfs_quota_us` or v2 `cpu.max`),
 //! made by the test and removed afterwards. Without a writable cgroup CPU controller (not root,
 //! a locked-down container) the tests say so and skip.
@@ -10,7 +15,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+
+/// One test at a time: each loads the machine in a way that would change another's verdict.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 use common::*;
 use localredis::{RedisServer, ServerConfig};
@@ -129,6 +142,7 @@ fn run_token_validation(url: &str, cgroup: Option<&Cgroup>) -> (serde_json::Valu
 
 #[test]
 fn loadgen_under_a_cpu_quota_is_the_generator_bottleneck() {
+    let _turn = serial();
     let Some(()) = redis_available() else { return };
     let Some(cg) = Cgroup::new("loadgen-quota", 0.25) else {
         return skip("no writable cgroup CPU controller (run as root on Linux)");
@@ -148,6 +162,7 @@ fn loadgen_under_a_cpu_quota_is_the_generator_bottleneck() {
 
 #[test]
 fn redis_under_a_cpu_quota_is_the_server_bottleneck() {
+    let _turn = serial();
     let Some(()) = redis_available() else { return };
     let Some(cg) = Cgroup::new("redis-quota", 0.05) else {
         return skip("no writable cgroup CPU controller (run as root on Linux)");
@@ -168,5 +183,47 @@ fn redis_under_a_cpu_quota_is_the_server_bottleneck() {
         "Redis's CPU measured: {b}"
     );
     assert!(text.contains("bottleneck: server"), "{text}");
+    drop(server);
+}
+
+/// Busy-looping shells, one per core, killed on drop.
+struct Hogs(Vec<Child>);
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn on_a_machine_crowded_by_other_processes_the_verdict_is_unknown() {
+    let _turn = serial();
+    let Some(()) = redis_available() else { return };
+    let server = RedisServer::start(ServerConfig::default()).unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs = Hogs(
+        (0..cores)
+            .map(|_| {
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("start a CPU hog")
+            })
+            .collect(),
+    );
+    let (s, text) = run_token_validation(&server.url(), None);
+    drop(hogs);
+    let b = &s["bottleneck"];
+    eprintln!("{}", serde_json::to_string_pretty(b).unwrap());
+    assert_eq!(b["verdict"], "unknown", "{b}");
+    assert!(
+        b["rule"].as_str().unwrap().contains("other processes took"),
+        "{b}"
+    );
+    assert!(b["host_utilisation"].as_f64().unwrap() >= 0.9, "{b}");
+    assert!(text.contains("bottleneck: unknown"), "{text}");
     drop(server);
 }
