@@ -41,6 +41,15 @@ fn fault(h: &Recorded) -> FaultEvent {
         .clone()
 }
 
+/// When the history's restart had completed.
+fn restart_done(h: &Recorded) -> f64 {
+    h.faults
+        .iter()
+        .find(|f| f.action == "restart")
+        .expect("a restart")
+        .done_ms
+}
+
 fn first_switch(h: &Recorded) -> (f64, u16) {
     let e = h
         .sentinel_events
@@ -120,12 +129,7 @@ fn expired_early_across_failover(h: &mut Recorded) {
 
 /// A short session acknowledged after the restart is missing at mid-life: no fault excuses it.
 fn expired_early_after_restart(h: &mut Recorded) {
-    let restart = h
-        .faults
-        .iter()
-        .find(|f| f.action == "restart")
-        .unwrap()
-        .done_ms;
+    let restart = restart_done(h);
     let sessions = h.sessions.clone();
     let p = h
         .probes
@@ -164,12 +168,7 @@ fn resurrected(h: &mut Recorded) {
 
 /// A write acknowledged after the crash and restart, then lost: never within the promise.
 fn lost_after_restart(h: &mut Recorded) {
-    let restart = h
-        .faults
-        .iter()
-        .find(|f| f.action == "restart")
-        .unwrap()
-        .done_ms;
+    let restart = restart_done(h);
     let i = h
         .writes
         .iter()
